@@ -1,0 +1,40 @@
+"""Packaging for saliency_tf1."""
+
+from setuptools import find_packages, setup
+
+# TensorFlow: the plain `tensorflow` wheel. On Linux it runs on the CPU unless
+# installed with its `and-cuda` extra, so it is the CPU build for CI. We do not
+# name `tensorflow-cpu`: tf-keras and tf-slim (the `legacy` extra) require the
+# distribution called `tensorflow` and would install a second copy over it.
+TENSORFLOW = "tensorflow>=2.16,<2.22"
+
+EXTRAS = {
+    # XRAI's Felzenszwalb segmentation.
+    "xrai": ["scikit-image>=0.21"],
+    # Legacy model code: tf.compat.v1.layers needs tf-keras on TF >= 2.16.
+    "legacy": ["tf-keras>=2.16,<2.22", "tf-slim>=1.1"],
+    # Image files for the command line.
+    "cli": ["pillow>=9"],
+    "notebooks": ["nbclient>=0.8", "nbformat>=5.7", "ipykernel>=6"],
+    # Test and bench only: PAIR's saliency 0.2.1 is the oracle for "same
+    # numbers as PAIR"; it is never imported by the library.
+    "oracle": ["saliency==0.2.1"],
+}
+EXTRAS["dev"] = sorted(
+    {req for name in ("xrai", "legacy", "cli", "notebooks", "oracle") for req in EXTRAS[name]}
+    | {"pytest>=7", "pytest-timeout>=2", "ruff>=0.5"}
+)
+
+setup(
+    name="saliency_tf1",
+    version="0.1.0",
+    description="Fast, batched saliency methods for TensorFlow models in TF1 graph style.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["saliency_tf1", "saliency_tf1.*", "compat", "compat.*"]),
+    python_requires=">=3.10",
+    install_requires=[TENSORFLOW, "numpy>=1.23", "matplotlib>=3.5", "tqdm>=4.60"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["saliency-tf1=saliency_tf1.cli:main"]},
+    license="Apache-2.0",
+)
