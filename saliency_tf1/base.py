@@ -70,7 +70,7 @@ def check_array(
             d is None or d == a for d, a in zip(expected, arr.shape)
         )
         if not ok:
-            what = "a batch of inputs" if batched else "one input, not batched"
+            what = "a batch of inputs" if batched else "one input (not batched)"
             raise ValueError(f"{name}: expected {what} of shape {text}, got shape {arr.shape}")
     if batched and (arr.ndim == 0 or arr.shape[0] == 0):
         raise ValueError(f"{name}: expected a non-empty batch, got shape {arr.shape}")
@@ -106,6 +106,18 @@ class TF1Saliency:
 
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> Backend:
         return TF1Backend(graph, session, y, x)
+
+    @classmethod
+    def from_backend(cls, backend: Backend) -> TF1Saliency:
+        """The method over any :class:`~saliency_tf1.backend.Backend` (e.g. a core-API one).
+
+        Kernels use only ``self.backend``; ``graph``/``session``/``y``/``x``
+        are ``None`` on such an instance.
+        """
+        method = cls.__new__(cls)
+        method.graph = method.session = method.y = method.x = None
+        method.backend = backend
+        return method
 
     # -- to be written by each method ------------------------------------------
 
