@@ -24,6 +24,22 @@ def chunk_bounds(total: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, total)
 
 
+def progress_bar(progress: bool | None, total: int, desc: str, *, auto_min: int = 20) -> Any:
+    """A tqdm bar over ``total`` steps for long work; a silent one when turned off.
+
+    Args:
+      progress: ``True`` shows the bar, ``False`` hides it, ``None`` shows it
+        when ``total >= auto_min`` and stderr is a terminal (tqdm's own rule).
+      total: number of steps (``bar.update(k)`` advances by ``k``).
+      desc: the bar's label.
+    """
+    from tqdm import tqdm
+
+    # disable=None: tqdm hides the bar when stderr is not a terminal.
+    disable = (None if total >= auto_min else True) if progress is None else not progress
+    return tqdm(total=total, desc=desc, disable=disable, leave=False)
+
+
 def check_positive_int(name: str, value: Any) -> int:
     """Returns ``value`` as an int, or raises naming the argument."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
