@@ -1,5 +1,7 @@
 """Packaging for saliency_tf1."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # TensorFlow: the plain `tensorflow` wheel. On Linux it runs on the CPU unless
@@ -29,7 +31,7 @@ setup(
     name="saliency_tf1",
     version="0.1.0",
     description="Fast, batched saliency methods for TensorFlow models in TF1 graph style.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["saliency_tf1", "saliency_tf1.*", "compat", "compat.*"]),
     python_requires=">=3.10",

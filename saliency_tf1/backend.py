@@ -320,8 +320,11 @@ class TF1Backend(Backend):
     def _resolve_key(self, key: Any) -> Any:
         tf = _tf()
         if isinstance(key, str):
+            name = key if ":" in key else f"{key}:0"  # an op name means its first output
             try:
-                element = self.graph.as_graph_element(key, allow_tensor=True, allow_operation=False)
+                element = self.graph.as_graph_element(
+                    name, allow_tensor=True, allow_operation=False
+                )
             except (KeyError, ValueError, TypeError) as err:
                 raise ValueError(
                     f"feed_dict: key {key!r} names no tensor of the graph ({err})"

@@ -73,7 +73,9 @@ def check_array(
     try:
         arr = np.asarray(value)
     except Exception as err:  # ragged lists and the like
-        raise TypeError(f"{name}: expected a numeric array, got {type(value).__name__}: {err}")
+        raise TypeError(
+            f"{name}: expected a numeric array, got {type(value).__name__}: {err}"
+        ) from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name}: expected a real numeric array (float, int or uint), got dtype {arr.dtype}"

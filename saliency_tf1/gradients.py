@@ -28,7 +28,7 @@ class GradientSaliency(TF1Saliency):
     def GetMask(
         self, x_value: Any, feed_dict: dict | None = None, *, batch_size: int | None = None
     ) -> np.ndarray:
-        """Returns ``d y / d x`` at ``x_value`` (one input, not batched), shape ``x_value.shape``."""
+        """Returns ``d y / d x`` at ``x_value`` (one input, not batched), shaped like it."""
         return super().GetMask(x_value, feed_dict, batch_size=batch_size)
 
     def _masks(self, inputs, sources, feed, batch_size, **kwargs):
