@@ -99,6 +99,26 @@ def check_array(
     return arr
 
 
+def noisy_copies(
+    x: np.ndarray, stdev: float, count: int, rng: np.random.Generator | None
+) -> np.ndarray:
+    """``count`` copies of ``x`` plus independent N(0, stdev^2) noise, shape ``[count, *x.shape]``.
+
+    With ``rng=None`` the noise comes from NumPy's global state as float64, in
+    the order PAIR draws it (one ``np.random.normal`` per sample, C order).
+    Otherwise it is drawn in ``x``'s float precision (at least float32) and
+    added in place, which is about twice as fast.
+    """
+    shape = (count, *x.shape)
+    if rng is None:
+        return x + np.random.normal(0.0, stdev, shape)
+    dtype = np.result_type(x.dtype, np.float32)
+    noisy = rng.standard_normal(shape, dtype=dtype)
+    noisy *= dtype.type(stdev)
+    noisy += x
+    return noisy
+
+
 class TF1Saliency:
     """Base class of the TF1 saliency methods (PAIR ``saliency.tf1`` compatible).
 
@@ -238,9 +258,12 @@ class TF1Saliency:
           stdev_spread: ``sigma`` as a fraction of ``max(x_value) - min(x_value)``.
           nsamples: number of noisy copies.
           magnitude: average squared masks instead of masks.
-          seed: seed or ``np.random.Generator`` for the noise. ``None`` draws
-            from NumPy's global random state, exactly as PAIR does, so
-            ``np.random.seed(s)`` reproduces PAIR's numbers.
+          seed: an int or ``np.random.Generator`` for the noise: the same seed
+            gives the same mask, and the noise is drawn in the input's float
+            precision (float32 for float32/uint8 inputs), the fast path.
+            ``None`` draws float64 noise from NumPy's global random state in
+            exactly PAIR's order, so after ``np.random.seed(s)`` the mask equals
+            PAIR's (slower: that generator is about twice as costly).
           **kwargs: the method's own ``GetMask`` arguments (and ``batch_size``,
             the most model rows per ``session.run``).
         """
@@ -249,18 +272,14 @@ class TF1Saliency:
         nsamples = check_positive_int("nsamples", nsamples)
         batch_size = self._batch_size(kwargs.pop("batch_size", None))
         feed = self.backend.prepare_feed(feed_dict, 1)
-        if seed is None:
-            normal = np.random.normal
-        elif isinstance(seed, np.random.Generator):
-            normal = seed.normal
-        else:
-            normal = np.random.default_rng(seed).normal
+        rng = None if seed is None else (
+            seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed))
 
         stdev = stdev_spread * float(np.max(x) - np.min(x))
         per_chunk = max(1, batch_size // max(1, self._rows_per_input(**kwargs)))
         total = None
         for start, stop in chunk_bounds(nsamples, per_chunk):
-            noisy = x + normal(0.0, stdev, (stop - start,) + x.shape)
+            noisy = noisy_copies(x, stdev, stop - start, rng)
             masks = self._masks(noisy, np.zeros(stop - start, np.int64), feed, batch_size,
                                 **kwargs)
             acc = np.result_type(masks.dtype, x.dtype, np.float32)

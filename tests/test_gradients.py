@@ -51,8 +51,8 @@ def test_smoothgrad_matches_its_definition(analytic):
     """mean over samples of grad(x + e_k) (or its square) with e_k drawn from the same seed."""
     method = GradientSaliency(analytic.graph, analytic.session, analytic.y, analytic.x)
     point = np.array([0.5, -1.0, 2.0], np.float32)
-    stdev = 0.2 * (point.max() - point.min())
-    noise = np.random.default_rng(7).normal(0.0, stdev, (40, 3))
+    stdev = np.float32(0.2 * (point.max() - point.min()))
+    noise = np.random.default_rng(7).standard_normal((40, 3), dtype=np.float32) * stdev
     grads = analytic_gradient(point + noise)
     np.testing.assert_allclose(
         method.GetSmoothedMask(point, stdev_spread=0.2, nsamples=40, seed=7, batch_size=16),
@@ -198,3 +198,19 @@ def test_class_target_rejects_bad_logits():
         ClassTarget(column)
     with pytest.raises(TypeError, match="logits: expected a graph tf.Tensor"):
         ClassTarget(np.zeros((2, 3)))
+
+
+@pytest.mark.oracle
+def test_same_numbers_as_pair(relu_cnn, rng):
+    pair = pytest.importorskip("saliency.tf1")
+    m = relu_cnn
+    x = rng.uniform(0, 1, (16, 16, 3)).astype(np.float32)
+    ours = GradientSaliency(m.graph, m.session, m.y, m.x)
+    theirs = pair.GradientSaliency(m.graph, m.session, m.y, m.x)
+    np.testing.assert_allclose(ours.GetMask(x), theirs.GetMask(x, feed_dict={}), rtol=1e-6)
+    for magnitude in (True, False):
+        np.random.seed(5)
+        expected = theirs.GetSmoothedMask(x, feed_dict={}, nsamples=7, magnitude=magnitude)
+        np.random.seed(5)
+        got = ours.GetSmoothedMask(x, nsamples=7, magnitude=magnitude)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,82 @@
+"""Vanilla gradient and SmoothGrad: our time vs the compute floor and vs PAIR saliency 0.2.1.
+
+The floor is one bare ``session.run`` of the input gradient on the same stacked
+batch (1 input, 25 noisy copies, 32 inputs). Ratios are measured in one run,
+round-robin. Run: ``python bench/bench_gradients.py [--sizes 64,224] [--repeats 7]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import numpy as np  # noqa: E402
+from common import interleaved_medians, pair_available, print_table, relu_cnn, v1  # noqa: E402
+
+from saliency_tf1 import GradientSaliency  # noqa: E402
+
+
+def bench_size(size: int, repeats: int) -> list[list]:
+    m = relu_cnn(size)
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 1, (size, size, 3)).astype(np.float32)
+    batch32 = rng.uniform(0, 1, (32, size, size, 3)).astype(np.float32)
+    noisy25 = (img + rng.normal(0, 0.15, (25, size, size, 3))).astype(np.float32)
+    with m.graph.as_default():
+        grad = v1.gradients(m.y, m.x)[0]
+    ours = GradientSaliency(m.graph, m.session, m.y, m.x)
+
+    def floor(batch):
+        return lambda: m.session.run(grad, {m.x: batch})
+
+    fns = {
+        "GetMask floor": floor(img[None]),
+        "GetMask ours": lambda: ours.GetMask(img),
+        "SmoothGrad-25 floor": floor(noisy25),
+        "SmoothGrad-25 ours": lambda: ours.GetSmoothedMask(img, nsamples=25, seed=0),
+        "SmoothGrad-25 ours (global rng)": lambda: ours.GetSmoothedMask(img, nsamples=25),
+        "GetMaskBatch(32) floor": floor(batch32),
+        "GetMaskBatch(32) ours": lambda: ours.GetMaskBatch(batch32),
+    }
+    if pair_available():
+        import saliency.tf1 as pair
+
+        theirs = pair.GradientSaliency(m.graph, m.session, m.y, m.x)
+        fns["GetMask PAIR"] = lambda: theirs.GetMask(img, feed_dict={})
+        fns["SmoothGrad-25 PAIR"] = lambda: theirs.GetSmoothedMask(img, feed_dict={}, nsamples=25)
+        fns["GetMaskBatch(32) PAIR"] = lambda: [theirs.GetMask(b, feed_dict={}) for b in batch32]
+    t = interleaved_medians(fns, repeats)
+    rows = []
+    for task in ("GetMask", "SmoothGrad-25", "GetMaskBatch(32)"):
+        floor_t, ours_t = t[f"{task} floor"], t[f"{task} ours"]
+        pair_t = t.get(f"{task} PAIR", float("nan"))
+        rows.append([f"{size}x{size}", task, floor_t * 1e3, ours_t * 1e3, ours_t / floor_t,
+                     pair_t * 1e3, pair_t / ours_t])
+        if task == "SmoothGrad-25":
+            g = t["SmoothGrad-25 ours (global rng)"]
+            rows.append([f"{size}x{size}", "SmoothGrad-25 (seed=None)", floor_t * 1e3, g * 1e3,
+                         g / floor_t, pair_t * 1e3, pair_t / g])
+    m.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="64,224")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        rows += bench_size(size, args.repeats)
+    print_table(
+        "Gradient / SmoothGrad: median ms; ours/floor (target <= 1.15 for SmoothGrad); PAIR/ours",
+        ["input", "call", "floor ms", "ours ms", "ours/floor", "PAIR ms", "PAIR/ours"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Shared pieces of the benchmarks: a ReLU CNN of a given size, timing, tables.
+
+Benchmarks are plain scripts: every ratio they print is measured in the same
+run, on the same graph and inputs, so the machine's speed cancels out.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+v1 = tf.compat.v1
+
+
+@dataclass
+class BenchModel:
+    graph: Any
+    session: Any
+    x: Any
+    logits: Any
+    y: Any
+    conv: Any
+    size: int
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def relu_cnn(
+    size: int, seed: int = 0, classes: int = 10, with_variables: bool = True
+) -> BenchModel:
+    """A ReLU CNN (3 conv blocks of 32/64/128 channels, GAP, dense) on ``size`` x ``size`` x 3.
+
+    ``y = logits[:, 0]``; ``conv`` is the last conv layer. Weights are variables
+    (PAIR's GuidedBackprop needs some) unless ``with_variables`` is False.
+    """
+    graph = tf.Graph()
+    rng = np.random.default_rng(seed)
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [None, size, size, 3], name="x")
+        h, ch = x, 3
+        for i, width in enumerate((32, 64, 128)):
+            value = rng.normal(0, np.sqrt(2 / (9 * ch)), (3, 3, ch, width)).astype(np.float32)
+            w = v1.Variable(value, name=f"w{i}") if with_variables else tf.constant(value)
+            h = tf.nn.relu(tf.nn.conv2d(h, w, 1, "SAME"))
+            conv = h
+            if i < 2:
+                h = tf.nn.max_pool2d(h, 2, 2, "SAME")
+            ch = width
+        wd = rng.normal(0, 0.1, (ch, classes)).astype(np.float32)
+        wd = v1.Variable(wd, name="wd") if with_variables else tf.constant(wd)
+        logits = tf.matmul(tf.reduce_mean(h, [1, 2]), wd, name="logits")
+        y = logits[:, 0]
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=graph)
+    session.run(init)
+    return BenchModel(graph, session, x, logits, y, conv, size)
+
+
+def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int = 7) -> dict[str, float]:
+    """Median times of several functions measured round-robin, so load drifts hit all alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def pair_available() -> bool:
+    try:
+        import saliency.tf1  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    """Prints a fixed-width table (floats with 3 significant digits)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v)
+
+    cells = [header] + [[fmt(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for i, row in enumerate(cells):
+        padded = (c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths)))
+        print("  ".join(padded))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    sys.stdout.flush()
