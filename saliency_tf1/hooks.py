@@ -1,0 +1,629 @@
+"""Saliency during training: a ``SessionRunHook`` that traces masks of fixed samples.
+
+:class:`SaliencyHook` plugs into ``tf.compat.v1.train.MonitoredTrainingSession``
+(or a plain session loop through :class:`HookedSession`). Every ``every_n_steps``
+global steps, when the session is created and at the end, it explains a fixed
+set of samples with the vanilla gradient, SmoothGrad, Integrated Gradients and
+SmoothGrad-IG (each switchable), for a class fixed per sample (the one the model
+predicts for the clean input at that step, or the true label), and writes
+TensorBoard image summaries (input, grayscale mask, mask over the input in a
+perceptual colormap), a text summary of the explained class and, optionally,
+one PNG grid per trigger.
+
+All of its ops (the class selector and the methods' gradient ops) are built in
+:meth:`SaliencyHook.begin`, before ``MonitoredSession`` finalizes the graph;
+later it only runs them. Summaries are written as ``Summary`` protos through
+the ``FileWriterCache`` writer of ``output_dir`` (shared with the training
+session's own summaries when the directories agree), so no summary ops are
+needed. Each trigger logs its cost (seconds and ``session.run`` calls).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backend import _tf, check_tensor
+from .base import check_array, check_finite_number, check_positive_int
+from .visualization import VisualizeImageGrayscale, normalize_image, overlay, save_grid
+
+_LOG = logging.getLogger(__name__)
+
+#: The masks the hook can compute, in the order they are shown:
+#: ``name -> ("module:Class", smoothed)``.
+MASK_KINDS: dict[str, tuple[str, bool]] = {
+    "vanilla": ("saliency_tf1.gradients:GradientSaliency", False),
+    "smoothed": ("saliency_tf1.gradients:GradientSaliency", True),
+    "integrated": ("saliency_tf1.integrated_gradients:IntegratedGradients", False),
+    "smoothed_integrated": ("saliency_tf1.integrated_gradients:IntegratedGradients", True),
+}
+
+
+def _load_class(target: str) -> type:
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encodes a uint8 ``[h, w]`` or ``[h, w, c]`` (c in 1..4) array as PNG bytes (zlib only)."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"image: expected a uint8 array, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"image: expected shape [h, w] or [h, w, 1..4], got {arr.shape}")
+    height, width, channels = arr.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    raw = b"".join(b"\x00" + arr[row].tobytes() for row in range(height))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
+            + chunk(b"IEND", b""))
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+class _SessionSlot:
+    """Stands in for the session when the methods are built (in ``begin``, before it exists).
+
+    Forwards ``run`` to the session set by ``after_create_session`` and counts calls.
+    """
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.session: Any = None
+        self.runs = 0
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        if self.session is None:
+            raise RuntimeError("SaliencyHook: no session yet (after_create_session not called)")
+        self.runs += 1
+        return self.session.run(*args, **kwargs)
+
+
+def _take_samples(samples: Any, labels: Any, count: int | None, rank: int
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``count`` inputs (and labels) of an array, an object with
+    ``.images``/``.labels``, or an iterable of examples/batches (``x`` or ``(x, labels)``).
+
+    ``rank`` is the rank of one input, so an element of rank ``rank + 1`` is a batch.
+    """
+    if samples is None:
+        raise ValueError("samples: expected inputs to explain, got None")
+    if hasattr(samples, "images") and not isinstance(samples, np.ndarray):
+        samples, labels = samples.images, getattr(samples, "labels", None) if labels is None \
+            else labels
+    if isinstance(samples, (np.ndarray, list)) or hasattr(samples, "__array__"):
+        images = np.asarray(samples)
+        if count is not None:
+            images = images[:count]
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.ndim != 1 or len(labels) < len(images):
+                raise ValueError(
+                    f"labels: expected one label per sample ({len(images)}), got shape "
+                    f"{labels.shape}")
+            labels = labels[: len(images)]
+        return images, labels
+    if not isinstance(samples, Iterable):
+        raise TypeError(
+            "samples: expected an array of inputs, an object with .images, or an iterable of "
+            f"inputs / (inputs, labels) batches, got {type(samples).__name__}")
+    if count is None:
+        raise ValueError("num_samples: expected a number of samples to take from an iterable, "
+                         "got None")
+    got_x: list[np.ndarray] = []
+    got_y: list[np.ndarray] = []
+    total = 0
+    for element in samples:
+        if isinstance(element, (tuple, list)) and len(element) == 2:
+            xs, ys = np.asarray(element[0]), np.asarray(element[1])
+        else:
+            xs, ys = np.asarray(element), None
+        if xs.ndim == rank:
+            xs = xs[None]
+            ys = None if ys is None else ys.reshape(1)
+        got_x.append(xs)
+        if ys is not None:
+            got_y.append(ys.reshape(-1))
+        total += len(xs)
+        if total >= count:
+            break
+    if not got_x:
+        return np.zeros((0,)), None
+    shapes = {x.shape[1:] for x in got_x}
+    if len(shapes) > 1:
+        raise ValueError(f"samples: the iterable yields inputs of different shapes {shapes}")
+    images = np.concatenate(got_x)[:count]
+    if labels is None and len(got_y) == len(got_x):
+        labels = np.concatenate(got_y)[: len(images)]
+    elif labels is not None:
+        labels = np.asarray(labels)[: len(images)]
+    return images, labels
+
+
+# ---------------------------------------------------------------------------
+# The hook
+
+
+@dataclass
+class TriggerRecord:
+    """What one trigger of :class:`SaliencyHook` computed and what it cost."""
+
+    step: int
+    seconds: float
+    session_runs: int
+    classes: np.ndarray
+    masks: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+
+class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
+    """Explains a fixed set of samples every ``every_n_steps`` steps, and at the end.
+
+    The traced masks are the vanilla gradient (Simonyan et al., 2013,
+    arXiv:1312.6034), SmoothGrad (Smilkov et al., 2017, arXiv:1706.03825),
+    Integrated Gradients (Sundararajan et al., 2017, arXiv:1703.01365) and
+    SmoothGrad over IG, each for the class chosen per sample by ``class_from``.
+    For each sample ``k`` and mask ``m`` the summaries are
+    ``saliency/sample_k/image``, ``saliency/sample_k/m/mask`` (grayscale,
+    ``VisualizeImageGrayscale``), ``saliency/sample_k/m/overlay`` (the mask over
+    the image in ``cmap``) and the text ``saliency/sample_k/class``.
+
+    Triggers: when the session is created (step 0 of a fresh run), whenever the
+    global step reaches the next multiple of ``every_n_steps``, and in
+    ``end()`` unless that step was just written. Without a global step the
+    hook counts ``run`` calls. SmoothGrad noise for sample ``k`` is drawn
+    with seed ``seed + k``, so each trigger's masks are reproducible with the
+    methods directly.
+
+    Example::
+
+        hook = SaliencyHook(x, logits, data.images, labels=data.labels, num_samples=4,
+                            every_n_steps=100, output_dir=logdir, label_mapping=names)
+        with tf.compat.v1.train.MonitoredTrainingSession(checkpoint_dir=logdir,
+                                                         hooks=[hook]) as sess:
+            while not sess.should_stop():
+                sess.run(train_op, feed)
+
+    Args:
+      x: the model's input tensor (or its name), ``[batch, height, width, channels]``
+        with 1, 3 or 4 channels.
+      logits: ``[batch, classes]`` tensor (or its name), or a
+        :class:`~saliency_tf1.ClassTarget` built on it.
+      samples: the inputs to explain: an array ``[N, h, w, c]``, an object with
+        ``.images`` (and ``.labels``), or an iterable of inputs, batches, or
+        ``(inputs, labels)`` pairs (e.g. an eager ``tf.data.Dataset``); it is
+        read once, in ``begin()``.
+      labels: true labels of ``samples`` (when not part of them).
+      num_samples: explain the first this many samples (``None``: all of an array).
+      every_n_steps: steps between triggers.
+      output_dir: where summaries go (``None``: no summaries).
+      png_dir: if set, one PNG grid per trigger, ``saliency_step_{step:08d}.png``.
+      vanilla, smoothed, integrated, smoothed_integrated: which masks to compute.
+      class_from: ``"predicted"`` (the model's class for the clean input at
+        that step) or ``"label"`` (the true label).
+      label_mapping: class index to name (a sequence or a mapping).
+      feed_dict: values for the model's other placeholders (``is_training``...).
+      nsamples, stdev_spread, magnitude: SmoothGrad's arguments.
+      x_steps, x_baseline: Integrated Gradients' arguments (baseline: zeros).
+      seed: SmoothGrad seed (sample ``k`` uses ``seed + k``).
+      batch_size: most model rows per ``session.run``.
+      cmap: colormap of the overlays (a perceptual one: ``inferno``, ``viridis``...).
+      at_end: trigger in ``end()``.
+      log: called with the one-line report of each trigger.
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        logits: Any,
+        samples: Any,
+        *,
+        labels: Any = None,
+        num_samples: int | None = 8,
+        every_n_steps: int = 100,
+        output_dir: str | os.PathLike | None = None,
+        png_dir: str | os.PathLike | None = None,
+        vanilla: bool = True,
+        smoothed: bool = True,
+        integrated: bool = True,
+        smoothed_integrated: bool = True,
+        class_from: str = "predicted",
+        label_mapping: Mapping[int, str] | Sequence[str] | None = None,
+        feed_dict: Mapping[Any, Any] | None = None,
+        nsamples: int = 10,
+        stdev_spread: float = 0.15,
+        magnitude: bool = True,
+        x_steps: int = 25,
+        x_baseline: Any = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        cmap: str = "inferno",
+        at_end: bool = True,
+        log: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.every_n_steps = check_positive_int("every_n_steps", every_n_steps)
+        if num_samples is not None:
+            num_samples = check_positive_int("num_samples", num_samples)
+        self.nsamples = check_positive_int("nsamples", nsamples)
+        self.x_steps = check_positive_int("x_steps", x_steps)
+        self.stdev_spread = check_finite_number("stdev_spread", stdev_spread, minimum=0.0)
+        if batch_size is not None:
+            batch_size = check_positive_int("batch_size", batch_size)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed: expected an int, got {seed!r}")
+        if class_from not in ("predicted", "label"):
+            raise ValueError(f"class_from: expected 'predicted' or 'label', got {class_from!r}")
+        switches = {"vanilla": vanilla, "smoothed": smoothed, "integrated": integrated,
+                    "smoothed_integrated": smoothed_integrated}
+        self.mask_names = [name for name in MASK_KINDS if switches[name]]
+        if not self.mask_names:
+            raise ValueError("SaliencyHook: every mask is switched off; enable at least one of "
+                             f"{list(MASK_KINDS)}")
+        self._x_arg, self._logits_arg = x, logits
+        self._samples_arg, self._labels_arg, self._num_samples = samples, labels, num_samples
+        self.output_dir = None if output_dir is None else os.fspath(output_dir)
+        self.png_dir = None if png_dir is None else os.fspath(png_dir)
+        self.class_from = class_from
+        self.label_mapping = label_mapping
+        self.feed_dict = dict(feed_dict or {})
+        self.magnitude = bool(magnitude)
+        self._x_baseline_arg = x_baseline
+        self.seed = int(seed)
+        self.batch_size = batch_size
+        self.cmap = cmap
+        self.at_end = at_end
+        self._log = log or _LOG.info
+        self.history: list[TriggerRecord] = []
+        self._built = False
+
+    # -- SessionRunHook --------------------------------------------------------
+
+    def begin(self) -> None:
+        """Checks the model and the samples and builds every op the hook needs."""
+        tf = _tf()
+        from .target import ClassTarget
+
+        graph = tf.compat.v1.get_default_graph()
+        x = self._resolve("x", self._x_arg, graph)
+        if isinstance(self._logits_arg, ClassTarget):
+            target = self._logits_arg
+            check_tensor("logits", target.logits, graph)
+        else:
+            target = None
+            logits = self._resolve("logits", self._logits_arg, graph)
+        shape = x.shape.as_list() if x.shape.rank is not None else None
+        if shape is None or len(shape) != 4 or shape[-1] not in (1, 3, 4):
+            raise ValueError(
+                f"x: SaliencyHook explains images; expected a [batch, height, width, channels] "
+                f"tensor with 1, 3 or 4 channels, got {x.name!r} of shape {x.shape}")
+        images, labels = _take_samples(self._samples_arg, self._labels_arg,
+                                       self._num_samples, rank=3)
+        if images.ndim == 0 or images.size == 0 or len(images) == 0:
+            raise ValueError("samples: expected at least one input to explain, got none "
+                             f"(shape {images.shape})")
+        images = check_array("samples", images, shape[1:], batched=True)
+        self.samples = images.astype(x.dtype.as_numpy_dtype)
+        if self.class_from == "label" and labels is None:
+            raise ValueError("labels: class_from='label' needs the samples' true labels; pass "
+                             "labels= or samples with labels")
+        if self._x_baseline_arg is not None:
+            self.x_baseline = check_array("x_baseline", self._x_baseline_arg, shape[1:],
+                                          batched=False).astype(self.samples.dtype)
+        else:
+            self.x_baseline = None
+
+        logits_tensor = target.logits if target is not None else logits
+        if logits_tensor.shape.rank != 2:
+            raise ValueError(f"logits: expected shape [batch, classes], got {logits_tensor.shape}")
+        self.labels = None if labels is None else self._check_labels(
+            labels, logits_tensor.shape.as_list()[1])
+        classes: dict[str, type] = {}
+        for name in self.mask_names:
+            cls_path = MASK_KINDS[name][0]
+            try:
+                classes[name] = _load_class(cls_path)
+            except (ImportError, AttributeError) as err:
+                raise ValueError(
+                    f"{name}: the method {cls_path} is not available here ({err}); switch "
+                    f"it off with {name}=False") from None
+
+        # Everything is checked: build the ops.
+        if target is None:
+            with graph.as_default():
+                target = ClassTarget(logits, name="saliency_hook_target")
+        self.target = target
+        self._slot = _SessionSlot(graph)
+        self._methods: dict[str, Any] = {}
+        built: dict[type, Any] = {}
+        for name, cls in classes.items():
+            if cls not in built:
+                built[cls] = cls(graph, self._slot, target.y, x)
+            self._methods[name] = built[cls]
+        # Checks the extra feeds once (keys, shapes, missing placeholders).
+        next(iter(self._methods.values())).backend.prepare_feed(target.feed(0, self.feed_dict), 1)
+        self.x = x
+        self._global_step = tf.compat.v1.train.get_global_step(graph)
+        self._writer = (tf.compat.v1.summary.FileWriterCache.get(self.output_dir)
+                        if self.output_dir is not None else None)
+        self._runs = 0
+        self._next_due: int | None = None
+        self._last_step: int | None = None
+        self._built = True
+
+    def after_create_session(self, session: Any, coord: Any) -> None:
+        self._slot.session = session
+        self._maybe_trigger(self._current_step(session))
+
+    def before_run(self, run_context: Any) -> Any:
+        if self._global_step is None:
+            return None
+        return _tf().compat.v1.train.SessionRunArgs(self._global_step)
+
+    def after_run(self, run_context: Any, run_values: Any) -> None:
+        self._runs += 1
+        self._slot.session = run_context.session
+        if self._global_step is None:
+            self._maybe_trigger(self._runs)
+            return
+        stale = int(run_values.results)
+        # The read may precede the train op's increment: check the exact value only near a trigger.
+        if self._next_due is None or stale + 1 >= self._next_due:
+            self._maybe_trigger(self._current_step(run_context.session))
+
+    def end(self, session: Any) -> None:
+        self._slot.session = session
+        step = self._current_step(session)
+        if self.at_end and step != self._last_step:
+            self.trigger(step)
+        if self._writer is not None:
+            self._writer.flush()
+
+    # -- work -----------------------------------------------------------------
+
+    def _current_step(self, session: Any) -> int:
+        """The global step's value (the number of ``run`` calls without a global step)."""
+        if self._global_step is None:
+            return self._runs
+        return int(session.run(self._global_step))
+
+    def _maybe_trigger(self, step: int) -> None:
+        if self._next_due is None or step >= self._next_due:
+            self.trigger(step)
+
+    def class_name(self, index: int) -> str:
+        """The name ``label_mapping`` gives a class index (the index itself otherwise)."""
+        mapping = self.label_mapping
+        try:
+            if mapping is not None:
+                return str(mapping[index])
+        except (KeyError, IndexError, TypeError):
+            pass
+        return str(index)
+
+    def compute_masks(self, session: Any | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Explains the samples now: ``(classes, {mask name: [K, ...] masks})``.
+
+        Uses the hook's session, or ``session`` if given. Adds no ops.
+        """
+        if not self._built:
+            raise RuntimeError("SaliencyHook: begin() has not been called")
+        if session is not None:
+            self._slot.session = session
+        if self.class_from == "label":
+            classes = self.labels.astype(np.int32)
+        else:
+            classes = self.target.predict(self._slot, self.x, self.samples, self.feed_dict)
+        common: dict[str, Any] = {}
+        if self.batch_size is not None:
+            common["batch_size"] = self.batch_size
+        masks: dict[str, np.ndarray] = {}
+        for name in self.mask_names:
+            method = self._methods[name]
+            smoothed = MASK_KINDS[name][1]
+            kwargs = dict(common)
+            if "integrated" in name:
+                kwargs["x_steps"] = self.x_steps
+                if self.x_baseline is not None:
+                    kwargs["x_baseline"] = self.x_baseline
+            if not smoothed:
+                feed = self.target.feed(classes, self.feed_dict)
+                masks[name] = method.GetMaskBatch(self.samples, feed, **kwargs)
+                continue
+            masks[name] = np.stack([
+                method.GetSmoothedMask(
+                    image, self.target.feed(int(classes[k]), self.feed_dict),
+                    stdev_spread=self.stdev_spread, nsamples=self.nsamples,
+                    magnitude=self.magnitude, seed=self.seed + k, **kwargs)
+                for k, image in enumerate(self.samples)
+            ])
+        return np.asarray(classes), masks
+
+    def trigger(self, step: int) -> TriggerRecord:
+        """Computes the masks for ``step``, writes its summaries/PNG and logs the cost."""
+        start, runs_before = time.perf_counter(), self._slot.runs
+        classes, masks = self.compute_masks()
+        seconds = time.perf_counter() - start
+        record = TriggerRecord(step, seconds, self._slot.runs - runs_before, classes, masks)
+        self.history.append(record)
+        self._last_step = step
+        self._next_due = (step // self.every_n_steps + 1) * self.every_n_steps
+        written = self._write(record)
+        names = ", ".join(self.class_name(int(c)) for c in classes)
+        self._log(
+            f"SaliencyHook: step {step}: {len(self.samples)} samples x "
+            f"{len(masks)} masks ({', '.join(masks)}) in {seconds:.2f} s, "
+            f"{record.session_runs} session.run calls; classes [{names}]"
+            + (f"; wrote {written}" if written else ""))
+        return record
+
+    @property
+    def last_masks(self) -> dict[str, np.ndarray]:
+        """The masks of the latest trigger (``{}`` before the first)."""
+        return self.history[-1].masks if self.history else {}
+
+    def _titles(self, classes: np.ndarray) -> list[str]:
+        titles = []
+        for k, c in enumerate(classes):
+            text = self.class_name(int(c))
+            if self.labels is not None and self.class_from == "predicted":
+                text += f" (true {self.class_name(int(self.labels[k]))})"
+            titles.append(text)
+        return titles
+
+    def _write(self, record: TriggerRecord) -> str | None:
+        titles = self._titles(record.classes)
+        if self._writer is not None:
+            self._writer.add_summary(self._summary(record, titles), global_step=record.step)
+        if self.png_dir is None:
+            return None
+        rows = [{name: record.masks[name][k] for name in record.masks}
+                for k in range(len(self.samples))]
+        return save_grid(self.samples, rows,
+                         os.path.join(self.png_dir, f"saliency_step_{record.step:08d}.png"),
+                         row_titles=titles, cmap=self.cmap, title=f"step {record.step}")
+
+    def _summary(self, record: TriggerRecord, titles: list[str]) -> Any:
+        tf = _tf()
+        summary_pb = tf.compat.v1.Summary
+        values = []
+
+        def image_value(tag: str, image: np.ndarray) -> Any:
+            arr = _to_uint8(image)
+            channels = 1 if arr.ndim == 2 else arr.shape[-1]
+            return summary_pb.Value(tag=tag, image=summary_pb.Image(
+                height=arr.shape[0], width=arr.shape[1], colorspace=channels,
+                encoded_image_string=encode_png(arr)))
+
+        text_meta = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="text"))
+        for k, image in enumerate(self.samples):
+            prefix = f"saliency/sample_{k}"
+            shown = normalize_image(image)
+            values.append(image_value(f"{prefix}/image", shown))
+            values.append(summary_pb.Value(tag=f"{prefix}/class", metadata=text_meta,
+                                           tensor=tf.make_tensor_proto(titles[k])))
+            for name, masks in record.masks.items():
+                gray = VisualizeImageGrayscale(masks[k])
+                values.append(image_value(f"{prefix}/{name}/mask", gray))
+                values.append(image_value(f"{prefix}/{name}/overlay",
+                                          overlay(image, gray, cmap=self.cmap)))
+        return summary_pb(value=values)
+
+    @staticmethod
+    def _check_labels(labels: Any, num_classes: int | None) -> np.ndarray:
+        arr = np.asarray(labels)
+        if arr.dtype.kind not in "iu" or arr.ndim != 1:
+            raise TypeError(f"labels: expected a 1-D array of class indices, got {arr.dtype} of "
+                            f"shape {arr.shape}")
+        if num_classes is not None and np.any((arr < 0) | (arr >= num_classes)):
+            raise ValueError(f"labels: expected class indices in [0, {num_classes}), got "
+                             f"{arr.tolist()}")
+        return arr
+
+    @staticmethod
+    def _resolve(name: str, value: Any, graph: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = graph.as_graph_element(value, allow_tensor=True, allow_operation=False)
+            except (KeyError, ValueError, TypeError) as err:
+                raise ValueError(f"{name}: {value!r} names no tensor of the graph ({err})") \
+                    from None
+        check_tensor(name, value, graph)
+        return value
+
+
+# ---------------------------------------------------------------------------
+# Plain session loops
+
+
+class HookedSession:
+    """Runs ``SessionRunHook``\\ s around a plain session's ``run`` calls.
+
+    For training loops written with a bare ``tf.compat.v1.Session`` rather than
+    ``MonitoredTrainingSession``: entering calls each hook's ``begin()`` (its
+    ops are added to the graph then) and ``after_create_session``; ``run``
+    calls ``before_run``/``after_run`` around ``session.run``; leaving without
+    an exception calls ``end()``. The session stays open (it is the caller's).
+
+    Example::
+
+        with HookedSession(session, [hook]) as hooked:
+            for _ in range(steps):
+                hooked.run(train_op, feed)
+    """
+
+    def __init__(self, session: Any, hooks: Sequence[Any]) -> None:
+        tf = _tf()
+        self.session = session
+        self.hooks = list(hooks)
+        self._stop = False
+        with session.graph.as_default():
+            for hook in self.hooks:
+                hook.begin()
+            coord = tf.compat.v1.train.Coordinator()
+            for hook in self.hooks:
+                hook.after_create_session(session, coord)
+
+    def run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
+        """``session.run(fetches, feed_dict)`` with every hook's requests and callbacks."""
+        tf = _tf()
+        v1 = tf.compat.v1.train
+        context = v1.SessionRunContext(v1.SessionRunArgs(fetches, feed_dict), self.session)
+        all_fetches: dict[Any, Any] = {"caller": fetches}
+        feed = dict(feed_dict or {})
+        for i, hook in enumerate(self.hooks):
+            request = hook.before_run(context)
+            if request is None:
+                continue
+            if request.fetches is not None:
+                all_fetches[i] = request.fetches
+            for key, value in (request.feed_dict or {}).items():
+                if key in feed:
+                    raise RuntimeError(f"feed_dict: hook {hook!r} feeds {key} that is fed already")
+                feed[key] = value
+        with self.session.graph.as_default():
+            results = self.session.run(all_fetches, feed_dict=feed)
+        for i, hook in enumerate(self.hooks):
+            hook.after_run(context, v1.SessionRunValues(results=results.get(i), options=None,
+                                                        run_metadata=None))
+        self._stop = self._stop or context.stop_requested
+        return results["caller"]
+
+    def should_stop(self) -> bool:
+        """True once a hook asked to stop."""
+        return self._stop
+
+    def close(self) -> None:
+        """Calls every hook's ``end()``."""
+        with self.session.graph.as_default():
+            for hook in self.hooks:
+                hook.end(self.session)
+
+    def __enter__(self) -> HookedSession:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
