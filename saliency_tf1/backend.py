@@ -209,8 +209,12 @@ class TF1Backend(Backend):
       conv_layer: optional ``[batch, h, w, c]`` tensor between ``x`` and ``y``
         (Grad-CAM).
       input_gradients: optional tensor to serve as ``INPUT_OUTPUT_GRADIENTS``
-        instead of ``tf.gradients(y, x)`` (guided backprop passes its own).
-      extra_fetches: more ``{key: tensor}`` pairs that :meth:`evaluate` may return.
+        instead of ``tf.gradients(y, x)`` (guided backprop passes its own), or
+        a zero-argument callable returning it, called only once the arguments
+        above have passed their checks (so a failed check adds no ops).
+      extra_fetches: more ``{key: tensor}`` pairs that :meth:`evaluate` may
+        return, or a callable that takes the ``{key: tensor}`` fetches built so
+        far (the core keys) and returns them, called after the checks.
     """
 
     def __init__(
@@ -222,7 +226,7 @@ class TF1Backend(Backend):
         conv_layer: Any = None,
         *,
         input_gradients: Any = None,
-        extra_fetches: Mapping[str, Any] | None = None,
+        extra_fetches: Mapping[str, Any] | Callable[[dict], Mapping[str, Any]] | None = None,
     ) -> None:
         tf = _tf()
         if not isinstance(graph, tf.Graph):
@@ -274,16 +278,7 @@ class TF1Backend(Backend):
             )
 
         fetches: dict[str, Any] = {OUTPUT_LAYER_VALUES: y}
-        if input_gradients is None:
-            input_gradients = cached_ops(
-                graph, ("gradients", y.name, x.name), lambda: tf.compat.v1.gradients(y, x)[0]
-            )
-        if input_gradients is None:
-            raise ValueError(
-                f"y: tensor {y.name!r} is not differentiable with respect to x ({x.name!r}); "
-                "tf.gradients returned None"
-            )
-        fetches[INPUT_OUTPUT_GRADIENTS] = input_gradients
+        # conv_layer is checked first: a failed check must add no ops.
         if conv_layer is not None:
             check_tensor("conv_layer", conv_layer, graph)
             if conv_layer.shape.rank != 4:
@@ -307,7 +302,21 @@ class TF1Backend(Backend):
                 )
             fetches[CONVOLUTION_LAYER_VALUES] = conv_layer
             fetches[CONVOLUTION_OUTPUT_GRADIENTS] = conv_grads
+        if callable(input_gradients):
+            input_gradients = input_gradients()
+        elif input_gradients is None:
+            input_gradients = cached_ops(
+                graph, ("gradients", y.name, x.name), lambda: tf.compat.v1.gradients(y, x)[0]
+            )
+        if input_gradients is None:
+            raise ValueError(
+                f"y: tensor {y.name!r} is not differentiable with respect to x ({x.name!r}); "
+                "tf.gradients returned None"
+            )
+        fetches[INPUT_OUTPUT_GRADIENTS] = input_gradients
         self.conv_layer = conv_layer
+        if callable(extra_fetches):
+            extra_fetches = extra_fetches(dict(fetches))
         for key, tensor in (extra_fetches or {}).items():
             check_tensor(f"extra_fetches[{key!r}]", tensor, graph)
             fetches[key] = tensor
