@@ -110,7 +110,7 @@ def _take_samples(samples: Any, labels: Any, count: int | None, rank: int
     ``rank`` is the rank of one input, so an element of rank ``rank + 1`` is a batch.
     """
     if samples is None:
-        raise ValueError("samples: expected inputs to explain, got None")
+        return np.zeros((0,)), None  # begin() says there is nothing to explain
     if hasattr(samples, "images") and not isinstance(samples, np.ndarray):
         samples, labels = samples.images, getattr(samples, "labels", None) if labels is None \
             else labels
@@ -212,11 +212,15 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
       logits: ``[batch, classes]`` tensor (or its name), or a
         :class:`~saliency_tf1.ClassTarget` built on it.
       samples: the inputs to explain: an array ``[N, h, w, c]``, an object with
-        ``.images`` (and ``.labels``), or an iterable of inputs, batches, or
-        ``(inputs, labels)`` pairs (e.g. an eager ``tf.data.Dataset``); it is
-        read once, in ``begin()``.
+        ``.images`` (and ``.labels``), an iterable of inputs, batches, or
+        ``(inputs, labels)`` pairs (a generator, an eager ``tf.data.Dataset``:
+        its first ``num_samples`` inputs are read when the hook is made), or a
+        ``tf.data.Dataset`` of the training graph (e.g. the training input:
+        ``begin()`` checks its element shapes and the first ``num_samples``
+        inputs are read once the session exists). Checked in ``begin()``.
       labels: true labels of ``samples`` (when not part of them).
       num_samples: explain the first this many samples (``None``: all of an array).
+        The samples stay the same for the whole run.
       every_n_steps: steps between triggers.
       output_dir: where summaries go (``None``: no summaries).
       png_dir: if set, one PNG grid per trigger, ``saliency_step_{step:08d}.png``.
@@ -282,7 +286,20 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
             raise ValueError("SaliencyHook: every mask is switched off; enable at least one of "
                              f"{list(MASK_KINDS)}")
         self._x_arg, self._logits_arg = x, logits
-        self._samples_arg, self._labels_arg, self._num_samples = samples, labels, num_samples
+        self._num_samples = num_samples
+        tf = _tf()
+        self._dataset = None
+        self._images = self._labels = None
+        if isinstance(samples, tf.data.Dataset) and tf.is_symbolic_tensor(
+                getattr(samples, "_variant_tensor", None)):
+            # A graph-mode dataset (the training input): read in the session.
+            if num_samples is None:
+                raise ValueError("num_samples: expected how many samples to take from the "
+                                 "dataset, got None")
+            self._dataset = samples
+        else:
+            # Arrays as they are; iterables (generators, eager datasets) are read now.
+            self._images, self._labels = _take_samples(samples, labels, num_samples, rank=3)
         self.output_dir = None if output_dir is None else os.fspath(output_dir)
         self.png_dir = None if png_dir is None else os.fspath(png_dir)
         self.class_from = class_from
@@ -301,44 +318,36 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
     # -- SessionRunHook --------------------------------------------------------
 
     def begin(self) -> None:
-        """Checks the model and the samples and builds every op the hook needs."""
+        """Checks the model and the samples, then builds every op the hook needs."""
         tf = _tf()
         from .target import ClassTarget
 
         graph = tf.compat.v1.get_default_graph()
         x = self._resolve("x", self._x_arg, graph)
         if isinstance(self._logits_arg, ClassTarget):
-            target = self._logits_arg
-            check_tensor("logits", target.logits, graph)
+            target, logits = self._logits_arg, self._logits_arg.logits
+            check_tensor("logits", logits, graph)
         else:
-            target = None
-            logits = self._resolve("logits", self._logits_arg, graph)
+            target, logits = None, self._resolve("logits", self._logits_arg, graph)
         shape = x.shape.as_list() if x.shape.rank is not None else None
         if shape is None or len(shape) != 4 or shape[-1] not in (1, 3, 4):
             raise ValueError(
                 f"x: SaliencyHook explains images; expected a [batch, height, width, channels] "
                 f"tensor with 1, 3 or 4 channels, got {x.name!r} of shape {x.shape}")
-        images, labels = _take_samples(self._samples_arg, self._labels_arg,
-                                       self._num_samples, rank=3)
-        if images.ndim == 0 or images.size == 0 or len(images) == 0:
-            raise ValueError("samples: expected at least one input to explain, got none "
-                             f"(shape {images.shape})")
-        images = check_array("samples", images, shape[1:], batched=True)
-        self.samples = images.astype(x.dtype.as_numpy_dtype)
-        if self.class_from == "label" and labels is None:
-            raise ValueError("labels: class_from='label' needs the samples' true labels; pass "
-                             "labels= or samples with labels")
+        if logits.shape.rank != 2:
+            raise ValueError(f"logits: expected shape [batch, classes], got {logits.shape}")
+        self.x, self._num_classes = x, logits.shape.as_list()[1]
+        self._input_shape, self._dtype = tuple(shape[1:]), np.dtype(x.dtype.as_numpy_dtype)
+        self.samples = self.labels = None
+        if self._dataset is None:
+            self._set_samples(self._images, self._labels)
+        else:
+            dataset_plan = self._check_dataset(self._dataset)
         if self._x_baseline_arg is not None:
             self.x_baseline = check_array("x_baseline", self._x_baseline_arg, shape[1:],
-                                          batched=False).astype(self.samples.dtype)
+                                          batched=False).astype(self._dtype)
         else:
             self.x_baseline = None
-
-        logits_tensor = target.logits if target is not None else logits
-        if logits_tensor.shape.rank != 2:
-            raise ValueError(f"logits: expected shape [batch, classes], got {logits_tensor.shape}")
-        self.labels = None if labels is None else self._check_labels(
-            labels, logits_tensor.shape.as_list()[1])
         classes: dict[str, type] = {}
         for name in self.mask_names:
             cls_path = MASK_KINDS[name][0]
@@ -350,9 +359,11 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
                     f"it off with {name}=False") from None
 
         # Everything is checked: build the ops.
-        if target is None:
-            with graph.as_default():
+        with graph.as_default():
+            if target is None:
                 target = ClassTarget(logits, name="saliency_hook_target")
+            self._dataset_next = (None if self._dataset is None
+                                  else self._dataset_reader(*dataset_plan))
         self.target = target
         self._slot = _SessionSlot(graph)
         self._methods: dict[str, Any] = {}
@@ -363,7 +374,6 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
             self._methods[name] = built[cls]
         # Checks the extra feeds once (keys, shapes, missing placeholders).
         next(iter(self._methods.values())).backend.prepare_feed(target.feed(0, self.feed_dict), 1)
-        self.x = x
         self._global_step = tf.compat.v1.train.get_global_step(graph)
         self._writer = (tf.compat.v1.summary.FileWriterCache.get(self.output_dir)
                         if self.output_dir is not None else None)
@@ -372,8 +382,63 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
         self._last_step: int | None = None
         self._built = True
 
+    def _set_samples(self, images: np.ndarray, labels: np.ndarray | None) -> None:
+        if images.ndim == 0 or images.size == 0 or len(images) == 0:
+            raise ValueError("samples: expected at least one input to explain, got none "
+                             f"(shape {images.shape})")
+        self.samples = check_array("samples", images, self._input_shape,
+                                   batched=True).astype(self._dtype)
+        if self.class_from == "label" and labels is None:
+            raise ValueError("labels: class_from='label' needs the samples' true labels; pass "
+                             "labels= or samples with labels")
+        self.labels = None if labels is None else self._check_labels(labels, self._num_classes)
+        if self.labels is not None and len(self.labels) != len(self.samples):
+            raise ValueError(f"labels: expected one label per sample ({len(self.samples)}), got "
+                             f"{len(self.labels)}")
+
+    def _check_dataset(self, dataset: Any) -> tuple[Any, bool, bool]:
+        """Checks a graph-mode ``tf.data.Dataset``'s elements; returns how to read it."""
+        spec = dataset.element_spec
+        with_labels = isinstance(spec, tuple) and len(spec) == 2
+        first = spec[0] if with_labels else spec
+        if not hasattr(first, "shape") or first.shape.rank not in (3, 4):
+            raise ValueError(
+                f"samples: expected a dataset of inputs or (inputs, labels), one input of shape "
+                f"{list(self._input_shape)} or batches of them; got elements {spec}")
+        batched = first.shape.rank == 4
+        one = first.shape[1:] if batched else first.shape
+        if not one.is_compatible_with(self._input_shape):
+            raise ValueError(
+                f"samples: expected inputs of shape {list(self._input_shape)}, the dataset "
+                f"yields {first.shape}")
+        if self.class_from == "label" and not with_labels:
+            raise ValueError("labels: class_from='label' needs the samples' true labels; the "
+                             "dataset yields inputs only")
+        return dataset, batched, with_labels
+
+    def _dataset_reader(self, dataset: Any, batched: bool, with_labels: bool) -> Any:
+        tf = _tf()
+        if batched:
+            dataset = dataset.unbatch()
+        taken = dataset.take(self._num_samples).batch(self._num_samples)
+        with tf.compat.v1.name_scope("saliency_tf1/saliency_hook_samples"):
+            return tf.compat.v1.data.make_one_shot_iterator(taken).get_next()
+
     def after_create_session(self, session: Any, coord: Any) -> None:
         self._slot.session = session
+        if self._dataset_next is not None and self.samples is None:
+            tf = _tf()
+            try:
+                values = session.run(self._dataset_next)
+            except tf.errors.OutOfRangeError:
+                raise ValueError("samples: expected at least one input to explain, the dataset "
+                                 "yielded none") from None
+            if isinstance(values, tuple):
+                images, labels = values
+            else:
+                images, labels = values, None
+            labels = None if labels is None else np.asarray(labels).reshape(-1)
+            self._set_samples(np.asarray(images), self._labels if labels is None else labels)
         self._maybe_trigger(self._current_step(session))
 
     def before_run(self, run_context: Any) -> Any:

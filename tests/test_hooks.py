@@ -305,3 +305,48 @@ def test_encode_png_round_trips(channels, rng):
     image = rng.integers(0, 256, shape).astype(np.uint8)
     decoded = tf.io.decode_png(encode_png(image)).numpy()
     np.testing.assert_array_equal(decoded, image.reshape(5, 7, -1))
+
+
+def test_first_k_of_an_eager_dataset(shapes):
+    dataset = tf.data.Dataset.from_tensor_slices((shapes.images[:10], shapes.labels[:10]))
+    hook = SaliencyHook("x:0", "logits:0", dataset.batch(4), num_samples=6, **ONLY_VANILLA)
+    graph, _ = build_training_graph()
+    with graph.as_default():
+        hook.begin()
+    np.testing.assert_array_equal(hook.samples, shapes.images[:6])
+    np.testing.assert_array_equal(hook.labels, shapes.labels[:6])
+
+
+def test_graph_mode_input_pipeline(shapes, tmp_path):
+    """The training input is a tf.data pipeline in the graph; the hook explains its first K."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        dataset = tf.data.Dataset.from_tensor_slices((shapes.images, shapes.labels))
+        dataset = dataset.repeat().batch(16)
+        x, labels = v1.data.make_one_shot_iterator(dataset).get_next()
+        logits = build_cnn(x, len(CLASS_NAMES), seed=0, widths=WIDTHS)["logits"]
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        train_op = v1.train.AdamOptimizer(3e-3).minimize(
+            loss, global_step=v1.train.get_or_create_global_step())
+        hook = SaliencyHook(x, logits, dataset, num_samples=2, every_n_steps=10,
+                            class_from="label", **ONLY_VANILLA)
+        with v1.train.MonitoredTrainingSession(
+                hooks=[hook, v1.train.StopAtStepHook(last_step=20)],
+                log_step_count_steps=None) as sess:
+            while not sess.should_stop():
+                sess.run(train_op)
+    np.testing.assert_array_equal(hook.samples, shapes.images[:2])
+    assert [r.step for r in hook.history] == [0, 10, 20]
+    np.testing.assert_array_equal(hook.history[-1].classes, shapes.labels[:2])
+
+
+def test_graph_mode_dataset_of_wrong_shape_fails_at_begin(shapes):
+    graph, t = build_training_graph()
+    with graph.as_default():
+        small = tf.data.Dataset.from_tensor_slices(np.zeros((4, 16, 16, 3), np.float32))
+    hook = SaliencyHook(t["x"], t["logits"], small, num_samples=2, **ONLY_VANILLA)  # eager here
+    with graph.as_default(), pytest.raises(
+            ValueError, match=r"samples: expected inputs of shape \[32, 32, 3\]"):
+        hook.begin()
