@@ -57,6 +57,7 @@ __all__ = [
     "CoreAdapter",
     "CoreSaliency",
     "GradCam",
+    "GradCamPlusPlus",
     "GradientSaliency",
     "GuidedIG",
     "IntegratedGradients",
@@ -262,6 +263,15 @@ class GradCam(CoreSaliency):
         """Returns the Grad-CAM mask of one input ``[H, W, C]``."""
         return self._call("GetMask", x_value, call_model_function, call_model_args,
                           should_resize=should_resize, three_dims=three_dims, **kwargs)
+
+
+class GradCamPlusPlus(GradCam):
+    """Grad-CAM++ from the conv-layer keys (Chattopadhay et al., WACV 2018, arXiv:1710.11063).
+
+    Not in PAIR; arguments as :class:`GradCam`.
+    """
+
+    tf1_method = "saliency_tf1.grad_cam:GradCamPlusPlus"
 
 
 class Occlusion(CoreSaliency):
