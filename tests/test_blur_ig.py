@@ -1,0 +1,215 @@
+"""BlurIG: the blur, the integral identity, the sqrt=True batching fix, PAIR equality."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from saliency_tf1.backend import TF1Backend
+from saliency_tf1.blur_ig import BlurIG, blur_path, gaussian_blur, gaussian_blur_matrix
+
+v1 = tf.compat.v1
+
+
+@pytest.fixture
+def linear():
+    """``y = sum(w * x)`` on 12x10x2 images: gradient ``w`` everywhere."""
+    graph = tf.Graph()
+    w = np.random.default_rng(3).normal(size=(12, 10, 2)).astype(np.float32)
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [None, 12, 10, 2], name="x")
+        y = tf.reduce_sum(x * w, axis=[1, 2, 3])
+    with v1.Session(graph=graph) as session:
+        yield graph, session, y, x, w
+
+
+def make(model, session=None):
+    return BlurIG(model.graph, session or model.session, model.y, model.x)
+
+
+def test_blur_equals_scipy_gaussian_filter():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    image = np.random.default_rng(0).normal(size=(9, 13, 2))
+    sigmas = [0.0, 1e-16, 0.01, 0.3, 1.0, 2.6, 7.0, 50.0]
+    blurred = gaussian_blur(image, sigmas)
+    assert blurred.shape == (len(sigmas), 9, 13, 2) and blurred.dtype == np.float64
+    for s, ours in zip(sigmas, blurred):
+        np.testing.assert_allclose(
+            ours, ndimage.gaussian_filter(image, [s, s, 0], mode="constant"), rtol=0,
+            atol=1e-14)
+    single = gaussian_blur(image.astype(np.float32), [2.6], np.float32)[0]
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, blurred[5], atol=1e-5)
+    np.testing.assert_allclose(gaussian_blur_matrix(40, 1.5).sum(axis=1)[20], 1.0)  # interior
+    np.testing.assert_array_equal(gaussian_blur_matrix(5, 0.01), np.eye(5))  # radius 0
+
+
+def test_blur_difference_is_accurate_in_float32():
+    """B(s + h) - B(s) is formed without cancellation: float32 keeps ~1e-6 relative accuracy."""
+    image = np.random.default_rng(1).uniform(size=(20, 16, 3))
+    sigmas = np.array([0.0, 0.7, 3.0, 12.0])
+    points64, change64 = blur_path(image, sigmas, 1e-3, np.float64)
+    np.testing.assert_allclose(change64, gaussian_blur(image, sigmas + 1e-3) - points64,
+                               atol=1e-12)
+    points32, change32 = blur_path(image.astype(np.float32), sigmas, 1e-3, np.float32)
+    assert points32.dtype == change32.dtype == np.float32
+    np.testing.assert_allclose(change32, change64, rtol=0, atol=1e-5 * np.abs(change64).max())
+    np.testing.assert_allclose(points32, points64, atol=1e-6)
+
+
+def test_integral_identity_on_linear_model(linear):
+    """grad_step = max_sigma / steps makes the sum telescope: mask = w * (x - B(max_sigma))."""
+    graph, session, y, x, w = linear
+    method = BlurIG(graph, session, y, x)
+    image = np.random.default_rng(1).uniform(size=(12, 10, 2))
+    for max_sigma, steps in ((3.0, 30), (20.0, 8)):
+        mask = method.GetMask(image, max_sigma=max_sigma, steps=steps,
+                              grad_step=max_sigma / steps, batch_size=7)
+        blurred = gaussian_blur(image, [max_sigma])[0]
+        np.testing.assert_allclose(mask, w * (image - blurred), rtol=1e-5, atol=1e-6)
+
+
+def test_sqrt_spacing_uses_each_rows_own_step(linear, counting):
+    """sqrt=True: the Riemann sum of dB/ds over uneven steps tends to B(0) - B(max_sigma)
+    for every batch_size (PAIR's batched loop does not: it reuses the batch's last step)."""
+    graph, session, y, x, w = linear
+    spy = counting(session)
+    method = BlurIG(graph, spy, y, x)
+    image = np.random.default_rng(2).uniform(size=(12, 10, 2))
+    truth = w * (image - gaussian_blur(image, [math.sqrt(4.0)])[0])
+    masks = [method.GetMask(image, max_sigma=4.0, steps=400, grad_step=1e-4, sqrt=True,
+                            batch_size=batch_size) for batch_size in (1, 64, 400)]
+    for mask in masks:
+        np.testing.assert_allclose(mask, masks[0], rtol=1e-6, atol=1e-7)
+    scale = np.abs(truth).max()
+    np.testing.assert_allclose(masks[0], truth, atol=0.02 * scale)
+    assert spy.run.call_count == 400 + math.ceil(400 / 64) + 1
+
+
+@pytest.mark.oracle
+def test_equals_pair_0_2_1_and_fixes_sqrt_batching(relu_cnn, rng):
+    pair = pytest.importorskip("saliency.tf1")
+    ours = make(relu_cnn)
+    theirs = pair.BlurIG(relu_cnn.graph, relu_cnn.session, relu_cnn.y, relu_cnn.x)
+    image = rng.uniform(size=(16, 16, 3))  # float64: both blur in float64
+    for sqrt in (False, True):
+        reference = theirs.GetMask(image, max_sigma=10, steps=20, sqrt=sqrt, batch_size=1)
+        scale = np.abs(reference).max()
+        for batch_size in (None, 1, 6, 20):
+            got = ours.GetMask(image, None, 10, 20, 0.01, sqrt, batch_size)  # PAIR's order
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6 * scale)
+    # PAIR's own batched sqrt=True numbers differ from its batch_size=1 ones (the defect).
+    batched = theirs.GetMask(image, max_sigma=10, steps=20, sqrt=True, batch_size=6)
+    assert not np.allclose(batched, reference, rtol=1e-3, atol=1e-3 * scale)
+    # float32 images are blurred in float32, as PAIR's scipy does; PAIR's differences of two
+    # float32 blurs lose ~1e-5 of the mask's scale to cancellation (ours keep ~1e-7).
+    image32 = image.astype(np.float32)
+    reference = theirs.GetMask(image32, max_sigma=10, steps=20, batch_size=20)
+    got = ours.GetMask(image32, max_sigma=10, steps=20)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, reference, atol=2e-4 * np.abs(reference).max())
+    np.random.seed(4)
+    expected = theirs.GetSmoothedMask(image, nsamples=3, max_sigma=5, steps=10, batch_size=10)
+    np.random.seed(4)
+    np.testing.assert_allclose(ours.GetSmoothedMask(image, nsamples=3, max_sigma=5, steps=10),
+                               expected, rtol=1e-5, atol=1e-6 * expected.max())
+
+
+def test_completeness_on_relu_cnn_is_first_order(relu_cnn, rng):
+    """With grad_step = max_sigma / steps the mask is the left Riemann sum of the path
+    integral of f from x to B(max_sigma): it sums to f(x) - f(B(max_sigma)) with an error
+    that halves as steps double."""
+    method = make(relu_cnn)
+    image = rng.uniform(size=(16, 16, 3))
+    ends = np.stack([image, gaussian_blur(image, [8.0])[0]]).astype(np.float32)
+    fx, fblur = relu_cnn.session.run(relu_cnn.y, {relu_cnn.x: ends}).astype(np.float64)
+    errors = []
+    for steps in (100, 200):
+        mask = method.GetMask(image, max_sigma=8, steps=steps, grad_step=8 / steps,
+                              batch_size=100)
+        errors.append(abs(mask.sum() - (fx - fblur)) / abs(fx - fblur))
+    assert errors[1] < 0.04
+    assert 1.7 < errors[0] / errors[1] < 2.3, errors
+
+
+def test_batching_run_counts_and_batch_of_inputs(relu_cnn, rng, counting):
+    spy = counting(relu_cnn.session)
+    method = make(relu_cnn, spy)
+    images = rng.uniform(size=(3, 16, 16, 3)).astype(np.float32)
+    steps = 12
+    masks = {}
+    for batch_size in (1, 7, steps, 10 * steps):
+        spy.run.reset_mock()
+        masks[batch_size] = method.GetMask(images[0], max_sigma=6, steps=steps,
+                                           batch_size=batch_size)
+        assert spy.run.call_count == math.ceil(steps / batch_size)
+    for mask in masks.values():
+        np.testing.assert_allclose(mask, masks[1], rtol=1e-5, atol=1e-7)
+    spy.run.reset_mock()
+    batch = method.GetMaskBatch(images, max_sigma=6, steps=steps, batch_size=16)
+    assert spy.run.call_count == math.ceil(3 * steps / 16)
+    for image, mask in zip(images, batch):
+        np.testing.assert_allclose(mask, method.GetMask(image, max_sigma=6, steps=steps),
+                                   rtol=1e-5, atol=1e-7)
+
+
+def test_smoothed_mask_is_mean_of_squared_masks_in_shared_runs(relu_cnn, rng, counting):
+    spy = counting(relu_cnn.session)
+    method = make(relu_cnn, spy)
+    image = rng.uniform(size=(16, 16, 3))
+    stdev = 0.1 * (image.max() - image.min())
+    noise = np.random.default_rng(9).normal(0.0, stdev, (4, 16, 16, 3))
+    expected = np.mean([method.GetMask(image + e, max_sigma=4, steps=10) ** 2 for e in noise],
+                       axis=0)
+    spy.run.reset_mock()
+    smooth = method.GetSmoothedMask(image, stdev_spread=0.1, nsamples=4, seed=9, max_sigma=4,
+                                    steps=10, batch_size=20)
+    np.testing.assert_allclose(smooth, expected, rtol=1e-5, atol=1e-7 * expected.max())
+    assert spy.run.call_count == 2  # 2 samples x 10 steps per run
+
+
+def test_bad_input(relu_cnn, counting):
+    spy = counting(relu_cnn.session)
+    method = make(relu_cnn, spy)
+    image = np.zeros((16, 16, 3), np.float32)
+    before = relu_cnn.op_count()
+    with pytest.raises(ValueError, match="steps: expected a positive integer"):
+        method.GetMask(image, steps=0)
+    with pytest.raises(ValueError, match=r"max_sigma: expected a finite number >= 0.0"):
+        method.GetMask(image, max_sigma=-1)
+    with pytest.raises(ValueError, match="grad_step: expected a finite number > 0"):
+        method.GetMask(image, grad_step=0)
+    with pytest.raises(ValueError, match="x_value: contains NaN or Inf"):
+        method.GetMask(np.full_like(image, np.nan))
+    with pytest.raises(ValueError, match="x_value: expected one input"):
+        method.GetMask(image[..., 0])
+    assert spy.run.call_count == 0 and relu_cnn.op_count() == before
+    graph = tf.Graph()
+    with graph.as_default():
+        flat = v1.placeholder(tf.float32, [None, 6])
+        y = tf.reduce_sum(flat**2, axis=1)
+    with v1.Session(graph=graph) as session:
+        with pytest.raises(ValueError, match=r"x: BlurIG blurs the spatial axes of \[batch, H, "
+                                             r"W, C\] images; got x of shape \[None, 6\]"):
+            BlurIG(graph, session, y, flat)
+        # Over any backend (as the core-API layer builds it) the check is at call time.
+        loose = BlurIG.from_backend(TF1Backend(graph, session, y, flat))
+        with pytest.raises(ValueError, match=r"H x W x C image; expected an input of rank 3, "
+                                             r"got shape \(6,\)"):
+            loose.GetMask(np.ones(6, np.float32))
+
+
+def test_graph_and_arrays_unchanged(relu_cnn, rng):
+    method = make(relu_cnn)
+    before = relu_cnn.op_count()
+    image = rng.uniform(size=(16, 16, 3)).astype(np.float32)
+    copy = image.copy()
+    method.GetMask(image, max_sigma=3, steps=5)
+    method.GetMaskBatch(np.stack([image, image]), max_sigma=3, steps=5)
+    method.GetSmoothedMask(image, nsamples=2, max_sigma=3, steps=5, seed=0)
+    assert relu_cnn.op_count() == before
+    np.testing.assert_array_equal(image, copy)
