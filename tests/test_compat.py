@@ -579,3 +579,22 @@ def test_adapter_errors(selector_cnn, relu_cnn):
         core.CoreAdapter(GradientSaliency.from_backend(CallModelBackend(analytic_function)))
     with pytest.raises(AttributeError, match="GetMaskWithDetails"):
         _ = adapted.GetMaskWithDetails
+
+
+@pytest.mark.oracle
+def test_adapter_stands_in_for_pairs_core_integrated_gradients_inside_pair_xrai(relu_cnn, rng):
+    """PAIR's core XRAI calls its IG object the core way; our TF1 IG, adapted, fits there."""
+    pair = pytest.importorskip("saliency.core")
+    from saliency_tf1.integrated_gradients import IntegratedGradients
+
+    m = relu_cnn
+    x = rng.uniform(0, 1, (16, 16, 3)).astype(np.float32)
+    f = core.create_tf1_call_model_function(m.graph, m.session, m.y, m.x)
+    params = pair.XRAIParameters(steps=6)
+    reference = pair.XRAI().GetMaskWithDetails(x, f, extra_parameters=params)
+    xrai = pair.XRAI()
+    xrai._integrated_gradients = core.as_core_method(
+        IntegratedGradients(m.graph, m.session, m.y, m.x))
+    adapted = xrai.GetMaskWithDetails(x, f, extra_parameters=params)
+    assert_close(adapted.ig_attribution, reference.ig_attribution)
+    assert_close(adapted.attribution_mask, reference.attribution_mask)
