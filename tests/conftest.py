@@ -102,3 +102,74 @@ def counting():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# ---------------------------------------------------------------------------
+# No test leaves a file behind outside pytest's tmp dirs.
+
+#: Directory/file names that are never a test's leftovers (caches, tooling, envs).
+_UNTRACKED_NAMES = frozenset({
+    ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".hypothesis",
+    ".ipynb_checkpoints", ".venv", "venv", ".tox", ".nox", ".eggs", "build", "dist",
+})
+
+
+def _not_a_leftover(name: str) -> bool:
+    return (name in _UNTRACKED_NAMES or name.endswith((".egg-info", ".pyc"))
+            or name.startswith((".coverage", "pytest-of-")))
+
+
+def _paths_under(root: str, *, recursive: bool, skip: frozenset[str]) -> set[str]:
+    """Paths below ``root`` (all levels, or its entries only), minus caches and ``skip``."""
+    if not os.path.isdir(root):
+        return set()
+    if not recursive:
+        return {path for name in os.listdir(root)
+                if not _not_a_leftover(name) and (path := os.path.join(root, name)) not in skip}
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not _not_a_leftover(d)
+                       and os.path.join(dirpath, d) not in skip]
+        found.update(os.path.join(dirpath, n) for n in dirnames + filenames
+                     if not _not_a_leftover(n) and os.path.join(dirpath, n) not in skip)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_files_left_behind(tmp_path_factory):
+    """Fails the session if a test leaves a new file in the repo, the cwd or the temp dir.
+
+    Snapshots the repository's working tree (all levels), the working
+    directory and ``tempfile.gettempdir()`` (their entries) before the first
+    test and compares after the last; pytest's own tmp dirs (``tmp_path``,
+    ``tmp_path_factory``), caches and ``__pycache__`` are ignored. On a machine
+    where other processes create files meanwhile, set
+    ``SALIENCY_TF1_SKIP_LEFTOVER_CHECK=1`` to skip the check (CI never does).
+    """
+    import tempfile
+
+    if os.environ.get("SALIENCY_TF1_SKIP_LEFTOVER_CHECK"):
+        yield
+        return
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    basetemp = str(tmp_path_factory.getbasetemp().resolve())
+    skip = frozenset({basetemp})
+    roots = [(repo, True), (os.getcwd(), False), (tempfile.gettempdir(), False)]
+
+    def snapshot() -> set[str]:
+        paths: set[str] = set()
+        for root, recursive in roots:
+            paths |= _paths_under(root, recursive=recursive, skip=skip)
+        return {p for p in paths if not (p + os.sep).startswith(basetemp + os.sep)}
+
+    before = snapshot()
+    yield
+    new = sorted(snapshot() - before)
+    if new:
+        listing = "\n  ".join(new)
+        pytest.fail(
+            f"tests left {len(new)} new path(s) outside pytest's tmp dirs (write to the "
+            f"tmp_path fixture instead):\n  {listing}\n(If another process made them during "
+            "the run, re-run, or set SALIENCY_TF1_SKIP_LEFTOVER_CHECK=1 on a shared machine.)",
+            pytrace=False,
+        )
