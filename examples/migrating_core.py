@@ -63,6 +63,9 @@ def main() -> dict[str, np.ndarray]:
         im, call_model_function, args, x_steps=25, x_baseline=baseline, batch_size=20)
 
     occlusion_mask_3d = saliency.Occlusion().GetMask(im, call_model_function, args, size=5)
+    grad_cam_mask_3d = saliency.GradCam().GetMask(im, call_model_function, args)
+    blur_ig_mask_3d = saliency.BlurIG().GetMask(
+        im, call_model_function, args, max_sigma=10, steps=20)
 
     # --- What is new ---------------------------------------------------------------------
     # batch_size defaults to batching (IG's 25 points: one call, not 25); seeded noise:
@@ -73,7 +76,8 @@ def main() -> dict[str, np.ndarray]:
 
     return {
         "vanilla": vanilla_mask_3d, "smoothgrad": smoothgrad_mask_3d, "ig": ig_mask_3d,
-        "occlusion": occlusion_mask_3d, "smooth_seeded": smooth_seeded, "batch": batch_masks,
+        "occlusion": occlusion_mask_3d, "grad_cam": grad_cam_mask_3d,
+        "blur_ig": blur_ig_mask_3d, "smooth_seeded": smooth_seeded, "batch": batch_masks,
     }
 
 

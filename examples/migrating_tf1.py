@@ -58,6 +58,9 @@ def main() -> dict[str, np.ndarray]:
     occlusion = saliency.Occlusion(graph, sess, y, images)
     occlusion_mask_3d = occlusion.GetMask(im, feed_dict=feed, size=6)
 
+    grad_cam = saliency.GradCam(graph, sess, y, images, conv_layer=conv)
+    grad_cam_mask_3d = grad_cam.GetMask(im, feed_dict=feed)
+
     # --- What is new ---------------------------------------------------------------------
     # Reproducible noise without touching NumPy's global state:
     smooth_seeded = gradient_saliency.GetSmoothedMask(im, feed_dict=feed, seed=0)
@@ -85,7 +88,8 @@ def main() -> dict[str, np.ndarray]:
     return {
         "vanilla": vanilla_mask_3d, "smoothgrad": smoothgrad_mask_3d,
         "vanilla_grayscale": vanilla_mask_grayscale, "ig": ig_mask_3d,
-        "occlusion": occlusion_mask_3d, "smooth_seeded": smooth_seeded,
+        "occlusion": occlusion_mask_3d, "grad_cam": grad_cam_mask_3d,
+        "smooth_seeded": smooth_seeded,
         "batch": batch_masks, "core_ig": core_ig, **{f"core_{k}": v for k, v in core_masks.items()},
     }
 

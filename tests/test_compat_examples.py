@@ -55,6 +55,8 @@ def test_migrating_core_example_gives_pairs_numbers():
     assert_close(masks["batch"][0], ig)
     assert_close(masks["batch"][1], pair.IntegratedGradients().GetMask(im[::-1], f, args))
     assert_close(masks["occlusion"], pair.Occlusion().GetMask(im, f, args, size=5))
+    assert_close(masks["grad_cam"], pair.GradCam().GetMask(im, f, args))
+    assert_close(masks["blur_ig"], pair.BlurIG().GetMask(im, f, args, max_sigma=10, steps=20))
     # And the model's hand-written gradient is its derivative (central differences).
     eps, pixel = 1e-6, (7, 11)
     for channel in range(3):
@@ -66,8 +68,8 @@ def test_migrating_core_example_gives_pairs_numbers():
             (ys[0] - ys[1]) / (2 * eps), rel=1e-5, abs=1e-9)
 
 
-TF1_NAMES = ["GradientSaliency", "IntegratedGradients", "Occlusion", "GuidedBackprop",
-             "ClassTarget", "VisualizeImageGrayscale"]
+TF1_NAMES = ["GradientSaliency", "IntegratedGradients", "Occlusion", "GradCam",
+             "GuidedBackprop", "ClassTarget", "VisualizeImageGrayscale"]
 _missing = [name for name in TF1_NAMES if not hasattr(saliency_tf1, name)]
 needs_exports = pytest.mark.skipif(
     bool(_missing), reason=f"saliency_tf1 does not export {_missing} yet")
@@ -101,4 +103,6 @@ def test_migrating_tf1_example_gives_pairs_numbers():
     assert_close(masks["batch"][0], masks["vanilla"])
     assert_close(masks["occlusion"], pair.Occlusion(graph, sess, y, images).GetMask(
         im, feed_dict=dict(feed), size=6))
+    assert_close(masks["grad_cam"], pair.GradCam(graph, sess, y, images, conv).GetMask(
+        im, feed_dict=dict(feed)))
     sess.close()
