@@ -6,14 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from ._common import importance_map
+
 
 def _mass(mask: Any, region_shape: tuple[int, ...]) -> np.ndarray:
-    m = np.abs(np.asarray(mask, dtype=np.float64))
-    if m.ndim == len(region_shape) + 1:  # [h, w, c]: sum the channels
-        m = m.sum(axis=-1)
-    if m.shape != region_shape:
-        raise ValueError(f"mask: expected shape {region_shape} (+ channels), got {np.shape(mask)}")
-    return m
+    return importance_map(mask, region_shape, absolute=True)
 
 
 def energy_inside(mask: Any, region: Any) -> float:
@@ -33,7 +30,26 @@ def pointing_game(mask: Any, region: Any) -> bool:
     """True if the mask's maximum (over channels' absolute sum) falls inside ``region``.
 
     Zhang et al., "Top-down Neural Attention by Excitation Backprop", 2016.
+    Where several pixels share the maximum, the first in raster order counts.
     """
     region = np.asarray(region, dtype=bool)
     m = _mass(mask, region.shape)
     return bool(region.flat[int(np.argmax(m))])
+
+
+def localization(masks: Any, regions: Any) -> dict[str, np.ndarray]:
+    """Both scores for a batch: ``{"energy_inside": [N] floats, "pointing_game": [N] bools}``.
+
+    ``masks``: ``[N, H, W(, C)]``; ``regions``: ``[N, H, W]`` booleans.
+    """
+    regions = np.asarray(regions, dtype=bool)
+    masks = np.asarray(masks)
+    if regions.ndim != 3 or masks.ndim not in (3, 4) or len(masks) != len(regions):
+        raise ValueError(
+            f"masks, regions: expected [N, H, W(, C)] masks and [N, H, W] regions, got shapes "
+            f"{masks.shape} and {regions.shape}"
+        )
+    return {
+        "energy_inside": np.array([energy_inside(m, r) for m, r in zip(masks, regions)]),
+        "pointing_game": np.array([pointing_game(m, r) for m, r in zip(masks, regions)]),
+    }
