@@ -127,6 +127,10 @@ _FUSED_BASE = {
     "_FusedMatMul": "MatMul",
 }
 _FUSED_ACTIVATIONS = RELU_LIKE + ("Tanh", "Sigmoid")
+# TF1 (v1 control flow) loop ops: a copy of them cannot be differentiated
+# without the WhileContext that lives outside the GraphDef.
+_V1_LOOP_OPS = ("Enter", "RefEnter", "Exit", "RefExit", "NextIteration", "RefNextIteration",
+                "LoopCond")
 
 
 def _split_fused(node: Any, tf: Any) -> list[Any]:
@@ -214,6 +218,12 @@ def _build_gated_gradients(graph: Any, y: Any, x: Any, mode: str) -> Any:
     outside_controls: dict[str, Any] = {}
     with_functions = []
     for op in ops:
+        if op.type in _V1_LOOP_OPS:
+            raise ValueError(
+                f"y: the path from x to y runs through a TF1 while loop (op {op.name!r}, "
+                f"{op.type}); gated gradients cannot be built through v1 control-flow loops "
+                "(build the model with control flow v2, the TF2 default)"
+            )
         node = v1.NodeDef()
         node.CopyFrom(op.node_def)
         node.attr.pop("_class", None)  # colocation with nodes that are not copied
@@ -295,9 +305,12 @@ def gated_gradients(graph: Any, y: Any, x: Any, mode: str = "guided") -> Any:
     are not single ops, and anything inside function bodies) are
     differentiated normally.
 
+    ReLUs in TF1 ``cond`` branches (``Switch``/``Merge``) are gated; a path
+    through a TF1 ``while_loop`` (``Enter``/``Exit`` ops) is refused.
+
     Raises:
       ValueError: ``y`` is not differentiable along the path (naming the op),
-        or the path holds a fused op that cannot be split.
+        or the path holds a fused op that cannot be split or a TF1 while loop.
     """
     if mode not in GRADIENT_NAMES:
         raise ValueError(f"mode: expected one of {sorted(GRADIENT_NAMES)}, got {mode!r}")

@@ -430,3 +430,29 @@ def test_path_ops_are_exactly_the_ops_between_x_and_y():
         tf.identity(a, name="side")                          # from x, not feeding y
         y = tf.reduce_sum(a, axis=1, name="y")
     assert [op.name for op in path_ops(y, x)] == ["mul", "a", "y"]
+
+
+def test_v1_control_flow_cond_is_gated_and_while_loop_is_refused():
+    was_v2 = v1.control_flow_v2_enabled()
+    v1.disable_control_flow_v2()
+    try:
+        graph = tf.Graph()
+        with graph.as_default():
+            x = v1.placeholder(tf.float32, [None, 3], name="x")
+            h = tf.matmul(x, tf.constant([[1.0, -1.0], [2.0, 1.0], [-1.0, 1.0]]))
+            branch = v1.cond(tf.constant(True), lambda: tf.nn.relu(h), lambda: h)
+            y = tf.reduce_sum(branch * tf.constant([1.0, -1.0]), 1)
+            _, looped = v1.while_loop(lambda i, t: i < 2, lambda i, t: (i + 1, tf.nn.relu(t)),
+                                      [0, x])
+            y_loop = tf.reduce_sum(looped, 1, name="y_loop")
+    finally:
+        if was_v2:
+            v1.enable_control_flow_v2()
+    assert {"Switch", "Merge", "Enter"} <= {op.type for op in graph.get_operations()}
+    with v1.Session(graph=graph) as s:
+        point = np.array([1.0, 3.0, 0.5], np.float32)  # both units active
+        np.testing.assert_allclose(GradientSaliency(graph, s, y, x).GetMask(point), [2, 1, -2])
+        # The ReLU inside the v1 cond is gated: unit 2's gradient is -1 < 0.
+        np.testing.assert_allclose(GuidedBackprop(graph, s, y, x).GetMask(point), [1, 2, -1])
+        with pytest.raises(ValueError, match="while loop.*while/Enter"):
+            GuidedBackprop(graph, s, y_loop, x)
