@@ -333,7 +333,10 @@ class GuidedBackprop(GradientSaliency):
     same graph that reads the model's own variables, so masks follow the
     current weights (after training steps or ``assign``) with no rebuild, and
     graphs without variables (frozen graphs) work. Constructing a second
-    instance on the same ``(graph, y, x)`` adds no ops.
+    instance on the same ``(graph, y, x)`` adds no ops. Stateful ops that lie
+    on the path (a dropout mask drawn from ``x``'s shape, an update op that
+    reads ``x``) run in the copy as they would in the model: explain a model in
+    its inference mode, as for any gradient method.
 
     Args:
       graph, session, y, x: as :class:`~saliency_tf1.TF1Saliency`.
