@@ -138,7 +138,7 @@ class BlurIG(TF1Saliency):
         sqrt: bool = False,
         batch_size: int | None = None,
         *,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> np.ndarray:
         """Returns the Blur IG mask of one ``H x W x C`` input, shape ``x_value.shape``.
 
@@ -151,7 +151,7 @@ class BlurIG(TF1Saliency):
           sqrt: space the levels as ``sqrt(i * max_sigma / steps)``.
           batch_size: most path points per ``session.run`` (``None``: the class
             default). Decides only how the work is run.
-          progress: show a progress bar.
+          progress: show a progress bar (``None``: for long runs on a terminal).
         """
         return super().GetMask(x_value, feed_dict, max_sigma=max_sigma, steps=steps,
                                grad_step=grad_step, sqrt=sqrt, batch_size=batch_size,
@@ -161,7 +161,7 @@ class BlurIG(TF1Saliency):
         return check_positive_int("steps", steps)
 
     def _masks(self, inputs, sources, feed, batch_size, max_sigma=50, steps=100,
-               grad_step=0.01, sqrt=False, progress=False):
+               grad_step=0.01, sqrt=False, progress=None):
         if inputs.ndim != 4:
             raise ValueError(
                 "x_value: BlurIG blurs the spatial axes of an H x W x C image; expected an "

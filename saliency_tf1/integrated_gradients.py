@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .backend import INPUT_OUTPUT_GRADIENTS, OUTPUT_LAYER_VALUES, Backend
-from .base import TF1Saliency, check_positive_int, chunk_bounds
+from .base import TF1Saliency, check_positive_int, chunk_bounds, progress_bar
 from .paths import check_baselines, quadrature
 
 
@@ -24,7 +23,7 @@ def integrate_paths(
     batch_size: int,
     *,
     fetch_outputs: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
     desc: str = "path",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Sums per-row gradient contributions along the paths of many inputs.
@@ -43,7 +42,7 @@ def integrate_paths(
       sources: for each input, the index of the public call's input it derives from.
       batch_size: most rows per ``evaluate``.
       fetch_outputs: also return ``y`` at every row (same ``session.run``).
-      progress: show a tqdm bar over rows.
+      progress: show a tqdm bar over rows (``None``: for long runs on a terminal).
       desc: the bar's label.
 
     Returns:
@@ -54,7 +53,7 @@ def integrate_paths(
     sums = None
     outputs = np.empty((n_inputs, n_nodes)) if fetch_outputs else None
     total = n_inputs * n_nodes
-    with tqdm(total=total, desc=desc, unit="row", disable=not progress, leave=False) as bar:
+    with progress_bar(progress, total, desc, auto_min=4 * batch_size) as bar:
         for start, stop in chunk_bounds(total, batch_size):
             rows_index = np.arange(start, stop)
             i, k = np.divmod(rows_index, n_nodes)
@@ -109,7 +108,7 @@ class IntegratedGradients(TF1Saliency):
         *,
         rule: str = "pair",
         return_error: bool = False,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> np.ndarray | tuple[np.ndarray, float]:
         """Returns the Integrated Gradients mask of one input, shape ``x_value.shape``.
 
@@ -125,7 +124,7 @@ class IntegratedGradients(TF1Saliency):
             (see :mod:`saliency_tf1.paths`).
           return_error: also return the completeness error
             ``sum(mask) - (f(x_value) - f(x_baseline))``.
-          progress: show a progress bar.
+          progress: show a progress bar (``None``: for long runs on a terminal).
 
         Returns:
           The mask, or ``(mask, error)`` when ``return_error``.
@@ -146,7 +145,7 @@ class IntegratedGradients(TF1Saliency):
         batch_size: int | None = None,
         rule: str = "pair",
         return_error: bool = False,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Returns one mask per input of ``x_batch`` (``[N, ...]``); all paths share batches.
 
@@ -179,7 +178,7 @@ class IntegratedGradients(TF1Saliency):
         return check_positive_int("x_steps", x_steps)
 
     def _masks(self, inputs, sources, feed, batch_size, x_baseline=None, x_steps=25,
-               rule="pair", progress=False, **kwargs):
+               rule="pair", progress=None, **kwargs):
         if kwargs:
             raise TypeError(
                 f"IntegratedGradients.GetSmoothedMask: unexpected arguments {sorted(kwargs)}"

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from saliency_tf1.backend import TF1Backend
+from saliency_tf1.base import noisy_copies
 from saliency_tf1.blur_ig import BlurIG, blur_path, gaussian_blur, gaussian_blur_matrix
 
 v1 = tf.compat.v1
@@ -160,11 +161,10 @@ def test_batching_run_counts_and_batch_of_inputs(relu_cnn, rng, counting):
 def test_smoothed_mask_is_mean_of_squared_masks_in_shared_runs(relu_cnn, rng, counting):
     spy = counting(relu_cnn.session)
     method = make(relu_cnn, spy)
-    image = rng.uniform(size=(16, 16, 3))
-    stdev = 0.1 * (image.max() - image.min())
-    noise = np.random.default_rng(9).normal(0.0, stdev, (4, 16, 16, 3))
-    expected = np.mean([method.GetMask(image + e, max_sigma=4, steps=10) ** 2 for e in noise],
-                       axis=0)
+    image = rng.uniform(size=(16, 16, 3)).astype(np.float32)
+    noisy = noisy_copies(image, 0.1 * float(image.max() - image.min()), 4,
+                         np.random.default_rng(9))
+    expected = np.mean([method.GetMask(v, max_sigma=4, steps=10) ** 2 for v in noisy], axis=0)
     spy.run.reset_mock()
     smooth = method.GetSmoothedMask(image, stdev_spread=0.1, nsamples=4, seed=9, max_sigma=4,
                                     steps=10, batch_size=20)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from saliency_tf1.base import noisy_copies
 from saliency_tf1.integrated_gradients import IntegratedGradients
 from saliency_tf1.paths import RULES
 from saliency_tf1.target import ClassTarget
@@ -196,10 +197,9 @@ def test_smoothed_mask_stacks_samples_and_steps(analytic, counting):
     spy = counting(analytic.session)
     method = make(analytic, spy)
     x = np.array([0.5, -1.0, 2.0])
-    stdev = 0.2 * (x.max() - x.min())
-    noise = np.random.default_rng(5).normal(0.0, stdev, (9, 3))
-    expected = np.mean([(analytic_parts(x + e) - analytic_parts(np.zeros(3))) ** 2
-                        for e in noise], axis=0)
+    noisy = noisy_copies(x, 0.2 * (x.max() - x.min()), 9, np.random.default_rng(5))
+    expected = np.mean([(analytic_parts(v) - analytic_parts(np.zeros(3))) ** 2 for v in noisy],
+                       axis=0)
     smooth = method.GetSmoothedMask(x, stdev_spread=0.2, nsamples=9, seed=5, x_steps=40,
                                     rule="gauss_legendre", batch_size=120)
     np.testing.assert_allclose(smooth, expected, rtol=1e-4)
