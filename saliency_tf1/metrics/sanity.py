@@ -220,7 +220,8 @@ def randomized_variables(
     """Re-initialises ``variables`` in place for the ``with`` block, then restores them exactly.
 
     ``reinitialize``: ``"normal"`` draws each variable from a normal
-    distribution with its trained values' mean and standard deviation;
+    distribution with its trained values' mean and standard deviation (so a
+    variable whose values are all equal keeps them);
     ``"shuffle"`` permutes its trained values; ``"initializer"`` re-runs its
     own initializer op (TensorFlow's random state); a callable
     ``(name, trained_value, rng) -> new_value`` chooses freely. The trained
