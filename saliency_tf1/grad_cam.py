@@ -55,23 +55,24 @@ def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     ``resize_matrix(h, H) @ m @ resize_matrix(w, W).T``.
     """
     factor = n_in / n_out
-    smooth = np.eye(n_in)
-    if factor > 1:
-        sigma = (factor - 1) / 2
-        radius = int(4.0 * sigma + 0.5)
-        offsets = np.arange(-radius, radius + 1)
-        kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-        kernel /= kernel.sum()
-        smooth = np.zeros((n_in, n_in))
-        for i in range(n_in):
-            np.add.at(smooth[i], _mirror(i + offsets, n_in), kernel)
     coord = (np.arange(n_out) + 0.5) * factor - 0.5
     low = np.floor(coord).astype(np.int64)
     frac = coord - low
     rows = np.arange(n_out)
     linear = np.zeros((n_out, n_in))
-    np.add.at(linear, (rows, _mirror(low, n_in)), 1 - frac)
-    np.add.at(linear, (rows, _mirror(low + 1, n_in)), frac)
+    # One entry per row in each assignment, so += does not drop duplicates.
+    linear[rows, _mirror(low, n_in)] += 1 - frac
+    linear[rows, _mirror(low + 1, n_in)] += frac
+    if factor <= 1:
+        return linear
+    sigma = (factor - 1) / 2
+    radius = int(4.0 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    smooth = np.zeros((n_in, n_in))
+    for i in range(n_in):
+        np.add.at(smooth[i], _mirror(i + offsets, n_in), kernel)
     return linear @ smooth
 
 
