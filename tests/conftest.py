@@ -104,6 +104,7 @@ def rng():
     return np.random.default_rng(1234)
 
 
+
 # ---------------------------------------------------------------------------
 # No test leaves a file behind outside pytest's tmp dirs.
 
@@ -112,11 +113,44 @@ _UNTRACKED_NAMES = frozenset({
     ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".hypothesis",
     ".ipynb_checkpoints", ".venv", "venv", ".tox", ".nox", ".eggs", "build", "dist",
 })
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_WRITTEN: set[str] = set()  # paths this process created or wrote, while recording
+_RECORDING = [False]
+_HOOKED = [False]
+_NOT_RECORDED_UNDER: list[str] = []  # pytest's basetemp
 
 
 def _not_a_leftover(name: str) -> bool:
     return (name in _UNTRACKED_NAMES or name.endswith((".egg-info", ".pyc"))
             or name.startswith((".coverage", "pytest-of-")))
+
+
+def _record_writes(event: str, args: tuple) -> None:
+    """Audit hook: remembers the paths Python code of this process writes or creates."""
+    if not _RECORDING[0]:
+        return
+    if event == "open":
+        path, mode, flags = args
+        if path is None or isinstance(path, int) or not (
+                (isinstance(mode, str) and any(c in mode for c in "wax+"))
+                or (mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)):
+            return
+        paths = [path]
+    elif event in ("os.mkdir", "os.symlink", "os.link", "tempfile.mkstemp",
+                   "tempfile.mkdtemp"):
+        paths = [args[1] if event in ("os.symlink", "os.link") else args[0]]
+    elif event in ("os.rename", "os.replace", "shutil.copyfile", "shutil.copytree",
+                   "shutil.move"):
+        paths = [args[1]]
+    elif event == "shutil.make_archive":
+        paths = [args[0]]
+    else:
+        return
+    for path in paths:
+        if isinstance(path, str | bytes | os.PathLike):
+            path = os.path.abspath(os.fsdecode(path))
+            if not any(path.startswith(root) for root in _NOT_RECORDED_UNDER):
+                _WRITTEN.add(path)
 
 
 def _paths_under(root: str, *, recursive: bool, skip: frozenset[str]) -> set[str]:
@@ -135,24 +169,36 @@ def _paths_under(root: str, *, recursive: bool, skip: frozenset[str]) -> set[str
     return found
 
 
+def _related(path: str, written: set[str]) -> bool:
+    """``path`` was written, or is a directory above or below a written path."""
+    return any(w == path or w.startswith(path + os.sep) or path.startswith(w + os.sep)
+               for w in written)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_files_left_behind(tmp_path_factory):
     """Fails the session if a test leaves a new file in the repo, the cwd or the temp dir.
 
-    Snapshots the repository's working tree (all levels), the working
-    directory and ``tempfile.gettempdir()`` (their entries) before the first
-    test and compares after the last; pytest's own tmp dirs (``tmp_path``,
-    ``tmp_path_factory``), caches and ``__pycache__`` are ignored. On a machine
-    where other processes create files meanwhile, set
-    ``SALIENCY_TF1_SKIP_LEFTOVER_CHECK=1`` to skip the check (CI never does).
+    For the session, ``tempfile`` (and ``TMPDIR`` for subprocesses and
+    TensorFlow) point to a private directory under pytest's basetemp, which
+    must be empty again at the end. The repository's working tree (all
+    levels), the working directory and the real temp dir (their entries) are
+    snapshotted before the first test and compared after the last; pytest's
+    own tmp dirs, caches and ``__pycache__`` are ignored.
+
+    On a shared machine other processes create files meanwhile, so by default
+    a new path there counts only if Python code of this process wrote it (an
+    audit hook records writes). Under CI (``CI`` set) or with
+    ``SALIENCY_TF1_STRICT_LEFTOVER_CHECK=1`` every new path counts, whoever
+    wrote it (subprocesses and TensorFlow's own writers included).
     """
+    import sys
     import tempfile
 
-    if os.environ.get("SALIENCY_TF1_SKIP_LEFTOVER_CHECK"):
-        yield
-        return
+    strict = bool(os.environ.get("CI") or os.environ.get("SALIENCY_TF1_STRICT_LEFTOVER_CHECK"))
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     basetemp = str(tmp_path_factory.getbasetemp().resolve())
+    private = str(tmp_path_factory.mktemp("tempfile_dir").resolve())
     skip = frozenset({basetemp})
     roots = [(repo, True), (os.getcwd(), False), (tempfile.gettempdir(), False)]
 
@@ -162,14 +208,33 @@ def no_files_left_behind(tmp_path_factory):
             paths |= _paths_under(root, recursive=recursive, skip=skip)
         return {p for p in paths if not (p + os.sep).startswith(basetemp + os.sep)}
 
+    if not _HOOKED[0]:
+        sys.addaudithook(_record_writes)  # hooks cannot be removed; idle when not recording
+        _HOOKED[0] = True
+    saved_env = {k: os.environ.get(k) for k in ("TMPDIR", "TEMP", "TMP")}
+    saved_tempdir = tempfile.tempdir
     before = snapshot()
-    yield
-    new = sorted(snapshot() - before)
+    os.environ.update(TMPDIR=private, TEMP=private, TMP=private)
+    tempfile.tempdir = private
+    _WRITTEN.clear()
+    _NOT_RECORDED_UNDER[:] = [basetemp + os.sep]
+    _RECORDING[0] = True
+    try:
+        yield
+    finally:
+        _RECORDING[0] = False
+        tempfile.tempdir = saved_tempdir
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    new = sorted(p for p in snapshot() - before if strict or _related(p, _WRITTEN))
+    new += sorted(os.path.join(private, name) for name in os.listdir(private))
     if new:
         listing = "\n  ".join(new)
         pytest.fail(
             f"tests left {len(new)} new path(s) outside pytest's tmp dirs (write to the "
-            f"tmp_path fixture instead):\n  {listing}\n(If another process made them during "
-            "the run, re-run, or set SALIENCY_TF1_SKIP_LEFTOVER_CHECK=1 on a shared machine.)",
+            f"tmp_path fixture instead, or clean up):\n  {listing}",
             pytrace=False,
         )
