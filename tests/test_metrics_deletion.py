@@ -218,3 +218,12 @@ def test_backend_model_function(relu_cnn, rng):
     np.testing.assert_allclose(model(rows), m.session.run(m.y, {m.x: rows}), rtol=1e-6)
     curves = deletion(model, rows, rows, steps=4)
     assert curves.scores.shape == (3, 5) and curves.targets is None
+
+
+def test_progress_bar_shows_on_request_and_stays_off_otherwise(capsys, rng):
+    images, masks = rng.uniform(size=(2, 6, 6)), rng.uniform(size=(2, 6, 6))
+    deletion(mean_model, images, masks, steps=12, batch_size=4, progress=True)
+    shown = capsys.readouterr().err
+    assert "deletion" in shown and "/24" in shown      # 2 images x 12 perturbed steps
+    insertion(mean_model, images, masks, steps=12, batch_size=4, progress=False)
+    assert capsys.readouterr().err == ""

@@ -270,3 +270,11 @@ def test_sic_and_aggregate_match_pair(pair_pic, monkeypatch):
         mine = ours.aggregate(method)
         np.testing.assert_allclose(mine.curve_y, agg.curve_y, atol=1e-12)
         assert mine.auc == pytest.approx(agg.auc, abs=1e-12) and mine.n_images == 3
+
+
+def test_progress_bar_on_request(capsys):
+    images, saliency, model, kwargs = hand_case()
+    sic(model, images, saliency, progress=True, **kwargs)
+    assert "PIC" in capsys.readouterr().err
+    sic(model, images, saliency, progress=False, **kwargs)
+    assert capsys.readouterr().err == ""
