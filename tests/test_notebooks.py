@@ -36,7 +36,7 @@ NEEDS = {
 
 def test_notebooks_exist():
     names = [p.name for p in NOTEBOOKS]
-    assert "01_quickstart.ipynb" in names and "02_migrating.ipynb" in names
+    assert {"01_quickstart.ipynb", "02_migrating.ipynb", "03_evaluating.ipynb"} <= set(names)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -59,7 +59,8 @@ def jupyter_env(tmp_path, monkeypatch):
         "display_name": "saliency_tf1 tests", "language": "python"}))
     for var, sub in [("JUPYTER_PATH", "jupyter"), ("JUPYTER_DATA_DIR", "jupyter"),
                      ("JUPYTER_CONFIG_DIR", "jupyter_config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-                     ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib")]:
+                     ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"),
+                     ("TMPDIR", "tmp")]:
         (tmp_path / sub).mkdir(exist_ok=True)
         monkeypatch.setenv(var, str(tmp_path / sub))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks its inline backend
