@@ -18,12 +18,14 @@ EXTRAS = {
     # Image files for the command line.
     "cli": ["pillow>=9"],
     "notebooks": ["nbclient>=0.8", "nbformat>=5.7", "ipykernel>=6"],
+    # PIC curves (SIC/AIC): Delaunay reveal and the WebP information estimate.
+    "metrics": ["scipy>=1.8", "pillow>=9"],
     # Test and bench only: PAIR's saliency 0.2.1 is the oracle for "same
     # numbers as PAIR"; it is never imported by the library.
     "oracle": ["saliency==0.2.1"],
 }
 EXTRAS["dev"] = sorted(
-    {req for name in ("xrai", "legacy", "cli", "notebooks", "oracle") for req in EXTRAS[name]}
+    {req for name in ("xrai", "legacy", "cli", "notebooks", "metrics", "oracle") for req in EXTRAS[name]}
     | {"pytest>=7", "pytest-timeout>=2", "ruff>=0.5"}
 )
 
