@@ -120,6 +120,7 @@ class Case:
     same_as: Callable[[Bench, CallTarget], Call] | None = None
     allowed: type[Exception] | None = None
     needs: str | None = None   # an argument the call must accept for the case to apply
+    calls: tuple[str, ...] | None = None  # the calls it applies to (None: all)
 
     @property
     def expected(self) -> str:
@@ -227,6 +228,12 @@ CASES: list[Case] = [
     Case("batch_size=0", _kwargs(batch_size=0), ValueError, "batch_size", needs="batch_size"),
     Case("batch_size=-3", _kwargs(batch_size=-3), ValueError, "batch_size", needs="batch_size"),
     Case("batch_size=2.5", _kwargs(batch_size=2.5), TypeError, "batch_size", needs="batch_size"),
+    # -- other method arguments -------------------------------------------------------
+    Case("unknown keyword argument", _kwargs(no_such_argument=1), TypeError,
+         "no_such_argument"),
+    Case("nsamples=0", _kwargs(nsamples=0), ValueError, "nsamples", calls=("GetSmoothedMask",)),
+    Case("stdev_spread=NaN", _kwargs(stdev_spread=float("nan")), ValueError, "stdev_spread",
+         calls=("GetSmoothedMask",)),
     # -- feed_dict ------------------------------------------------------------------
     Case("feed_dict missing a placeholder", _feed(lambda b: {}), ValueError, "feed_dict"),
     Case("feed_dict=None (placeholder missing)", _feed(lambda b: None), ValueError, "feed_dict"),
@@ -312,7 +319,8 @@ def run_case(bench: Bench, target: CallTarget, case: Case) -> Outcome:
     if isinstance(method, Exception):
         return Outcome("build failed", str(method),
                        [f"constructor raised {type(method).__name__}: {method}"])
-    if case.needs and not target.accepts(method, case.needs):
+    if (case.needs and not target.accepts(method, case.needs)) or (
+            case.calls is not None and target.call not in case.calls):
         return Outcome("n/a")
     call = case.make(bench, target)
     value_before = copy.deepcopy(call.value)
@@ -393,7 +401,7 @@ def test_matrix_covers_every_available_method_and_call():
 def test_contract(bench, target, case):
     outcome = run_case(bench, target, case)
     if outcome.got == "n/a":
-        pytest.skip(f"{target.id} takes no {case.needs}")
+        pytest.skip(f"{case.name} does not apply to {target.id}")
     assert not outcome.problems, f"{target.id} / {case.name}: " + "; ".join(outcome.problems)
 
 
