@@ -190,7 +190,7 @@ class Occlusion(TF1Saliency):
         buffer = np.empty((min(batch_size, total),) + inputs.shape[1:], dtype)
         owner = np.full(len(buffer), -1)
         placed = np.full(len(buffer), -1)
-        bar = progress_bar(progress, total, "Occlusion", auto_min=20 * batch_size)
+        bar = progress_bar(progress, total, "Occlusion", auto_min=100 * batch_size)
 
         def area(k: int) -> tuple[slice, slice]:
             r, c = divmod(k, len(cols))

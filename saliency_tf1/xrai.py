@@ -100,8 +100,13 @@ class SegmentIndex:
     """
 
     def __init__(self, ptr: np.ndarray, pixels: np.ndarray, n_pixels: int) -> None:
-        self.ptr, self.pixels, self.n_pixels = ptr, pixels, int(n_pixels)
+        dtype = np.int32 if n_pixels < 2**31 else np.int64
+        self.ptr, self.pixels, self.n_pixels = ptr, pixels.astype(dtype, copy=False), n_pixels
         self.counts = np.diff(ptr)
+
+    @property
+    def nbytes(self) -> int:
+        return self.ptr.nbytes + self.pixels.nbytes + self.counts.nbytes
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -412,7 +417,8 @@ class XRAI(TF1Saliency):
     #: IG path points per ``session.run`` by default.
     default_batch_size: int = 32
 
-    _CACHE_SIZE = 4
+    # Segmentations remembered: at most this many images and bytes (the latest always).
+    _CACHE_SIZE, _CACHE_BYTES = 4, 64 * 2**20
 
     def _segment_cache(self) -> tuple[OrderedDict, threading.Lock]:
         cache = self.__dict__.get("_segments_cache")
@@ -433,7 +439,9 @@ class XRAI(TF1Saliency):
             index = SegmentIndex.from_labels(felzenszwalb_labels(image))
             with lock:
                 store[key] = index
-                while len(store) > self._CACHE_SIZE:
+                while len(store) > 1 and (
+                        len(store) > self._CACHE_SIZE
+                        or sum(v.nbytes for v in store.values()) > self._CACHE_BYTES):
                     store.popitem(last=False)
         return index
 
