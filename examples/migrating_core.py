@@ -66,6 +66,11 @@ def main() -> dict[str, np.ndarray]:
     grad_cam_mask_3d = saliency.GradCam().GetMask(im, call_model_function, args)
     blur_ig_mask_3d = saliency.BlurIG().GetMask(
         im, call_model_function, args, max_sigma=10, steps=20)
+    guided_ig_mask_3d = saliency.GuidedIG().GetMask(
+        im, call_model_function, args, x_steps=50, x_baseline=baseline, max_dist=0.1)
+    xrai_params = saliency.XRAIParameters(steps=20)
+    xrai_mask = saliency.XRAI().GetMask(im, call_model_function, args,
+                                         extra_parameters=xrai_params)
 
     # --- What is new ---------------------------------------------------------------------
     # batch_size defaults to batching (IG's 25 points: one call, not 25); seeded noise:
@@ -77,7 +82,8 @@ def main() -> dict[str, np.ndarray]:
     return {
         "vanilla": vanilla_mask_3d, "smoothgrad": smoothgrad_mask_3d, "ig": ig_mask_3d,
         "occlusion": occlusion_mask_3d, "grad_cam": grad_cam_mask_3d,
-        "blur_ig": blur_ig_mask_3d, "smooth_seeded": smooth_seeded, "batch": batch_masks,
+        "blur_ig": blur_ig_mask_3d, "guided_ig": guided_ig_mask_3d, "xrai": xrai_mask,
+        "smooth_seeded": smooth_seeded, "batch": batch_masks,
     }
 
 

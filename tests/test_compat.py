@@ -50,7 +50,7 @@ class Case:
     tf1: str                    # "module:Class" of our TF1 method
     core: str                   # class name in compat.core (and PAIR's saliency.core)
     call: str = "GetMask"
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] | Any = field(default_factory=dict)  # or f(pair: bool) -> dict
     conv: bool = False          # the TF1 constructor takes conv_layer
     rtol: float = 1e-5
     in_pair: bool = True        # PAIR's saliency.core has the class
@@ -62,10 +62,12 @@ class Case:
         module, _, attr = self.tf1.partition(":")
         return getattr(importlib.import_module(module), attr)
 
-    def run(self, method, x, *args):
+    def run(self, method, x, *args, pair=False):
+        # kwargs may be a function of which library runs (XRAI's parameter class).
+        kwargs = self.kwargs(pair) if callable(self.kwargs) else self.kwargs
         # SmoothGrad's noise comes from NumPy's global state (seed=None): PAIR's stream.
         np.random.seed(5)
-        return getattr(method, self.call)(x, *args, **self.kwargs)
+        return getattr(method, self.call)(x, *args, **kwargs)
 
 
 CASES = [
@@ -83,14 +85,37 @@ CASES = [
          kwargs={"max_sigma": 4, "steps": 12}),
     Case("blurig_sqrt", "saliency_tf1.blur_ig:BlurIG", "BlurIG",
          kwargs={"max_sigma": 6, "steps": 8, "sqrt": True}),
+    Case("guidedig", "saliency_tf1.guided_ig:GuidedIG", "GuidedIG",
+         kwargs={"x_steps": 10, "fraction": 0.3, "max_dist": 0.1}),
     Case("gradcam", "saliency_tf1.grad_cam:GradCam", "GradCam", conv=True),
     Case("gradcam_raw", "saliency_tf1.grad_cam:GradCam", "GradCam", conv=True,
          kwargs={"should_resize": False, "three_dims": False}),
     Case("gradcam_plus_plus", "saliency_tf1.grad_cam:GradCamPlusPlus", "GradCamPlusPlus",
          conv=True, in_pair=False),
+    Case("xrai", "saliency_tf1.xrai:XRAI", "XRAI", kwargs=lambda pair: {
+        "extra_parameters": xrai_parameters(pair, steps=6)}),
+    Case("xrai_details", "saliency_tf1.xrai:XRAI", "XRAI", call="GetMaskWithDetails",
+         kwargs=lambda pair: {"extra_parameters": xrai_parameters(
+             pair, steps=5, return_xrai_segments=True, algorithm="fast")}),
 ]
+
+
+def xrai_parameters(pair: bool, **values):
+    """XRAIParameters of PAIR's core package or ours, with ``values`` set."""
+    params = (pytest.importorskip("saliency.core") if pair else core).XRAIParameters()
+    for name, value in values.items():
+        setattr(params, name, value)
+    return params
+
 IDS = [case.name for case in CASES]
 PAIR_CASES = [case for case in CASES if case.in_pair]
+
+
+def mask_of(result):
+    """The mask of a result; XRAI's details: the mask and the ranked segments, stacked."""
+    if hasattr(result, "attribution_mask"):
+        return np.stack([result.attribution_mask, np.asarray(result.segments, np.float64)])
+    return result
 
 
 def tf1_method(case, model):
@@ -161,6 +186,26 @@ def analytic_function(x_value_batch, call_model_args=None, expected_keys=None):
 
 
 @pytest.fixture
+def pair_on_numpy2(monkeypatch):
+    """PAIR 0.2.1's core GuidedIG calls np.quantile(..., interpolation=), which NumPy 2.4
+    no longer takes: give its module a NumPy whose quantile maps it to method=."""
+    try:
+        from saliency.core import guided_ig
+    except ImportError:
+        return
+
+    class NumpyShim:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def quantile(a, q, interpolation=None, **kwargs):
+            return np.quantile(a, q, method=interpolation, **kwargs)
+
+    monkeypatch.setattr(guided_ig, "np", NumpyShim())
+
+
+@pytest.fixture
 def selector_cnn():
     """The conftest ReLU CNN with the explained class fed through a placeholder."""
     from conftest import make_relu_cnn
@@ -199,31 +244,31 @@ def test_constants_equal_pairs():
 
 @pytest.mark.oracle
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_three_ways_give_the_same_mask(case, relu_cnn, rng):
+def test_three_ways_give_the_same_mask(case, relu_cnn, rng, pair_on_numpy2):
     """TF1 class == our core class over create_tf1_call_model_function == PAIR's saliency.core."""
     x = rng.normal(size=(16, 16, 3)).astype(np.float32)
     function = core.create_tf1_call_model_function(
         relu_cnn.graph, relu_cnn.session, relu_cnn.y, relu_cnn.x, relu_cnn.conv)
-    ours_tf1 = case.run(tf1_method(case, relu_cnn), x)
-    ours_core = case.run(getattr(core, case.core)(), x, function)
+    ours_tf1 = mask_of(case.run(tf1_method(case, relu_cnn), x))
+    ours_core = mask_of(case.run(getattr(core, case.core)(), x, function))
     assert ours_tf1.shape == ours_core.shape
     assert np.max(np.abs(ours_tf1)) > 0
     assert_close(ours_core, ours_tf1, case.rtol)
     if case.in_pair:
-        theirs = case.run(case.pair_class()(), x, function)
+        theirs = mask_of(case.run(case.pair_class()(), x, function, pair=True))
         assert_close(ours_core, theirs, case.rtol)
 
 
 @pytest.mark.oracle
 @pytest.mark.parametrize("case", PAIR_CASES, ids=[case.name for case in PAIR_CASES])
-def test_core_classes_match_pair_over_a_numpy_model(case):
+def test_core_classes_match_pair_over_a_numpy_model(case, pair_on_numpy2):
     """Our core class and PAIR's over one NumPy call_model_function (no TensorFlow)."""
     pair_class = case.pair_class()
     function = numpy_cnn()
     x = np.random.default_rng(3).uniform(0, 1, (12, 12, 3))
     args = {"class": 2}
-    ours = case.run(getattr(core, case.core)(), x, function, args)
-    theirs = case.run(pair_class(), x, function, args)
+    ours = mask_of(case.run(getattr(core, case.core)(), x, function, args))
+    theirs = mask_of(case.run(pair_class(), x, function, args, pair=True))
     assert np.max(np.abs(theirs)) > 0
     assert_close(ours, theirs, case.rtol)
 
@@ -376,6 +421,8 @@ def test_numpy_image_model_occlusion_gradcam_smoothgrad_are_analytic():
     assert_close(core.GradientSaliency().GetSmoothedMask(x, f, seed=1), w**2, 1e-10)
     # IG of a linear model from a zero baseline: w x exactly (PAIR's weights sum to 1).
     assert_close(core.IntegratedGradients().GetMask(x, f, x_steps=7), w * x, 1e-10)
+    # Guided IG sums (x_{t+1} - x_t) * w along a path from 0 to x: w x, whatever the path.
+    assert_close(core.GuidedIG().GetMask(x, f, x_steps=9, max_dist=0.3), w * x, 1e-9)
     # Grad-CAM with the input as the "conv layer" and dy/dA = w:
     # relu(sum_c mean_hw(w[..., c]) x[..., c]).
     cam = np.maximum((x * w.mean(axis=(0, 1))).sum(axis=-1), 0)
