@@ -31,6 +31,7 @@ TASKS = [
     ("IG-25", "saliency_tf1.integrated_gradients:IntegratedGradients", "IntegratedGradients",
      "GetMask", {"x_steps": 25}),
     ("Occlusion-48", "saliency_tf1.occlusion:Occlusion", "Occlusion", "GetMask", {"size": 48}),
+    ("GradCam", "saliency_tf1.grad_cam:GradCam", "GradCam", "GetMask", {}),
 ]
 
 
@@ -53,7 +54,9 @@ def main() -> None:
     function = core.create_tf1_call_model_function(m.graph, m.session, m.y, m.x, m.conv)
     rows = []
     for label, tf1_target, core_name, call, kwargs in TASKS:
-        tf1 = load(tf1_target)(m.graph, m.session, m.y, m.x)
+        cls = load(tf1_target)
+        conv = (m.conv,) if core_name == "GradCam" else ()
+        tf1 = cls(m.graph, m.session, m.y, m.x, *conv)
         fns = {
             "tf1": partial(getattr(tf1, call), img, None, **kwargs),
             "core": partial(getattr(getattr(core, core_name)(), call), img, function, **kwargs),
