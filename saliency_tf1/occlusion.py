@@ -186,32 +186,33 @@ class Occlusion(TF1Saliency):
         scores = np.empty(total, np.float64)
 
         # One buffer of copies, reused: slot j holds input owner[j] with window
-        # placed[j] occluded (-1: none), so moving the window rewrites two windows.
+        # placed[j] occluded (None: no window), so moving the window rewrites two
+        # small windows instead of copying the whole input.
         buffer = np.empty((min(batch_size, total),) + inputs.shape[1:], dtype)
-        owner = np.full(len(buffer), -1)
-        placed = np.full(len(buffer), -1)
+        owner: list[int] = [-1] * len(buffer)
+        placed: list[tuple[slice, slice] | None] = [None] * len(buffer)
+        row_slices = [slice(r, r + height) for r in rows.tolist()]
+        col_slices = [slice(c, c + width) for c in cols.tolist()]
+        n_cols = len(cols)
+        fills = None if fill_images is None else [fill_images[j] for j in fill_index]
         bar = progress_bar(progress, total, "Occlusion", auto_min=100 * batch_size)
-
-        def area(k: int) -> tuple[slice, slice]:
-            r, c = divmod(k, len(cols))
-            return np.s_[rows[r]:rows[r] + height, cols[c]:cols[c] + width]
-
         with bar:
             for start, stop in chunk_bounds(total, batch_size):
-                for slot, flat in enumerate(range(start, stop)):
-                    i, k = divmod(flat, per_input)
+                for slot in range(stop - start):
+                    i, k = divmod(start + slot, per_input)
                     copy = buffer[slot]
                     if owner[slot] != i:
                         copy[...] = inputs[i]
                         owner[slot] = i
-                    elif placed[slot] >= 0:
-                        window = area(int(placed[slot]))
-                        copy[window] = inputs[i][window]
-                    placed[slot] = k - 1
+                    elif placed[slot] is not None:
+                        copy[placed[slot]] = inputs[i][placed[slot]]
                     if k:
-                        window = area(k - 1)
-                        copy[window] = (value if fill_images is None
-                                        else fill_images[fill_index[i]][window])
+                        r, c = divmod(k - 1, n_cols)
+                        window = (row_slices[r], col_slices[c])
+                        copy[window] = value if fills is None else fills[i][window]
+                        placed[slot] = window
+                    else:
+                        placed[slot] = None
                 out = self.backend.evaluate(
                     buffer[: stop - start], [OUTPUT_LAYER_VALUES], feed,
                     sources[np.arange(start, stop) // per_input],
