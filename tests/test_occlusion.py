@@ -264,3 +264,13 @@ def test_same_numbers_as_pair(relu_cnn, rng):
     # PAIR's defaults, positionally.
     np.testing.assert_allclose(ours.GetMask(image, None, 15, 0), theirs.GetMask(image),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_progress_bar_on_and_off(relu_cnn, capsys):
+    method = Occlusion(relu_cnn.graph, relu_cnn.session, relu_cnn.y, relu_cnn.x)
+    image = np.zeros((16, 16, 3), np.float32)
+    method.GetMask(image, size=4, progress=True)
+    assert "Occlusion" in capsys.readouterr().err
+    method.GetMask(image, size=4, progress=False)
+    method.GetMask(image, size=4)  # default: only for long runs (here 170 rows)
+    assert capsys.readouterr().err == ""

@@ -418,3 +418,16 @@ def test_same_as_pair_end_to_end(relu_cnn, algorithm):
     np.testing.assert_array_equal(got.segments, expected.segments)
     np.testing.assert_allclose(got.attribution_mask, expected.attribution_mask, rtol=1e-4,
                                atol=1e-6)
+
+
+def test_progress_bar_on_and_off(linear_xrai, rng, capsys):
+    method, _ = linear_xrai
+    image = rng.normal(size=(24, 30, 3)).astype(np.float32)
+    segs = random_segments(rng)
+    params = XRAIParameters(steps=4)
+    method.GetMask(image, segments=segs, extra_parameters=params, progress=True)
+    err = capsys.readouterr().err
+    assert "XRAI" in err and "IntegratedGradients" in err
+    method.GetMask(image, segments=segs, extra_parameters=params, progress=False)
+    method.GetMask(image, segments=segs, extra_parameters=params)
+    assert capsys.readouterr().err == ""
