@@ -673,7 +673,7 @@ class XRAI(TF1Saliency):
         starts = np.stack([baselines[i][b] for i, b in rows])
         ig = IntegratedGradients.from_backend(self.backend)
         masks = ig._masks(inputs[index], sources[index], feed, batch_size,
-                          x_baseline=starts, x_steps=steps, progress=bool(progress))
+                          x_baseline=starts, x_steps=steps, progress=progress)
         out: list[list[np.ndarray]] = [[] for _ in inputs]
         for (i, _), mask in zip(rows, masks):
             out[i].append(mask)
