@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import TF1Backend, _tf, cached_ops
 from .base import TF1Saliency, check_finite_number, check_positive_int
 from .integrated_gradients import integrate_paths
 
@@ -32,6 +33,22 @@ def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
     reach = min(radius, size - 1)
     taps[: reach + 1] = kernel[radius : radius + reach + 1]
     return taps[distance]
+
+
+def blur_matrices(
+    size: int, sigmas: Any, step: float | None, dtype: Any
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Stacks ``[R, size, size]``: ``K`` of each sigma, ``D = K(s + step) - K(s)``, ``K(s + step)``.
+
+    ``D`` is formed in float64 before the cast to ``dtype``; ``step=None``
+    returns ``(K, None, None)``.
+    """
+    now = np.stack([gaussian_blur_matrix(size, s) for s in sigmas])
+    if step is None:
+        return now.astype(dtype, copy=False), None, None
+    ahead = np.stack([gaussian_blur_matrix(size, s + step) for s in sigmas])
+    return (now.astype(dtype, copy=False), (ahead - now).astype(dtype, copy=False),
+            ahead.astype(dtype, copy=False))
 
 
 def _along_h(matrices: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -66,29 +83,64 @@ def blur_path(
 
     ``B`` is :func:`gaussian_blur`. The difference is computed as
     ``D X K'^T + K X D^T`` with ``K``, ``K'`` the blur matrices of ``s`` and
-    ``s + step`` and ``D = K' - K`` (formed in float64), not as a difference
-    of two blurs, so it keeps ``dtype``'s relative precision however small
-    ``step`` is. ``step=None`` skips it.
+    ``s + step`` and ``D = K' - K`` (see :func:`blur_matrices`), not as a
+    difference of two blurs, so it keeps ``dtype``'s relative precision however
+    small ``step`` is. ``step=None`` skips it. NumPy; :class:`GraphBlur` is the
+    same computation in TensorFlow.
     """
     image = np.asarray(image)
     height, width, _ = image.shape
     image = image.astype(dtype, copy=False)
-
-    def matrices(size):
-        now = np.stack([gaussian_blur_matrix(size, s) for s in sigmas])
-        if step is None:
-            return now.astype(dtype, copy=False), None, None
-        ahead = np.stack([gaussian_blur_matrix(size, s + step) for s in sigmas])
-        return (now.astype(dtype, copy=False), (ahead - now).astype(dtype, copy=False),
-                ahead.astype(dtype, copy=False))
-
-    k_h, d_h, ahead_h = matrices(height)
-    k_w, d_w, ahead_w = (k_h, d_h, ahead_h) if width == height else matrices(width)
+    k_h, d_h, ahead_h = blur_matrices(height, sigmas, step, dtype)
+    k_w, d_w, ahead_w = (k_h, d_h, ahead_h) if width == height else blur_matrices(
+        width, sigmas, step, dtype)
     blurred_h = _along_h(k_h, image)
     points = _along_w(k_w, blurred_h)
     if step is None:
         return points, None
     return points, _along_w(ahead_w, _along_h(d_h, image)) + _along_w(d_w, blurred_h)
+
+
+class GraphBlur:
+    """:func:`blur_path` as TensorFlow ops in the model's graph, run by its session.
+
+    Built once per graph and dtype (constructor time, never in a call). The
+    batched matrix products then share TensorFlow's thread pool with the
+    model (NumPy's BLAS threads and TensorFlow's contend badly on a busy CPU),
+    and run on the session's GPU when it has one.
+    """
+
+    def __init__(self, graph: Any, session: Any, dtype: Any) -> None:
+        tf = _tf()
+        self.session = session
+        self.dtype = np.dtype(dtype)
+
+        def build():
+            def stack(name):
+                return tf.compat.v1.placeholder(self.dtype, [None, None, None], name=name)
+
+            with tf.compat.v1.name_scope(f"blur_path_{self.dtype.name}"):
+                image = stack("image")
+                k_h, d_h, k_w, d_w, ahead_w = (stack(n) for n in ("k_h", "d_h", "k_w", "d_w",
+                                                                  "ahead_w"))
+                blurred_h = tf.einsum("rij,jwc->riwc", k_h, image)
+                points = tf.einsum("rvw,rhwc->rhvc", k_w, blurred_h)
+                change = (tf.einsum("rvw,rhwc->rhvc", ahead_w,
+                                    tf.einsum("rij,jwc->riwc", d_h, image))
+                          + tf.einsum("rvw,rhwc->rhvc", d_w, blurred_h))
+            return (image, k_h, d_h, k_w, d_w, ahead_w), (points, change)
+
+        self._inputs, self._outputs = cached_ops(graph, ("blur_path", self.dtype.name), build)
+
+    def __call__(self, image: np.ndarray, sigmas: Any, step: float) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+        height, width, _ = image.shape
+        k_h, d_h, _ = blur_matrices(height, sigmas, step, self.dtype)
+        k_w, d_w, ahead_w = blur_matrices(width, sigmas, step, self.dtype)
+        values = (image.astype(self.dtype, copy=False), k_h, d_h, k_w, d_w, ahead_w)
+        points, change = self.session.run(self._outputs,
+                                          feed_dict=dict(zip(self._inputs, values)))
+        return points, change
 
 
 class BlurIG(TF1Saliency):
@@ -118,6 +170,8 @@ class BlurIG(TF1Saliency):
     """
 
     default_batch_size = 32
+    #: Blurs in the model's graph when built on a TF1 session; NumPy otherwise.
+    _graph_blur: GraphBlur | None = None
 
     def __init__(self, graph: Any, session: Any, y: Any, x: Any) -> None:
         super().__init__(graph, session, y, x)
@@ -127,6 +181,9 @@ class BlurIG(TF1Saliency):
                 f"x: BlurIG blurs the spatial axes of [batch, H, W, C] images; got x of shape "
                 f"{[None, *shape]}"
             )
+        if isinstance(self.backend, TF1Backend):
+            dtype = np.result_type(self.backend.input_dtype, np.float32)
+            self._graph_blur = GraphBlur(graph, session, dtype)
 
     def GetMask(
         self,
@@ -176,26 +233,29 @@ class BlurIG(TF1Saliency):
         sigmas = np.sqrt(levels) if sqrt else levels
         widths = np.diff(sigmas)  # each row's own step (PAIR batched: the last row's)
         sigmas = sigmas[:-1]
-        # Blur in the input's precision, as PAIR (scipy.ndimage keeps the input's dtype):
-        # float32 images are blurred in float32, float64 ones in float64.
-        work = np.result_type(inputs.dtype, np.float32)
+        graph_blur = self._graph_blur
+        if graph_blur is not None:
+            work = graph_blur.dtype  # the model's input precision (at least float32)
+        else:
+            # The input's precision, as PAIR (scipy.ndimage keeps the input's dtype).
+            work = np.result_type(inputs.dtype, np.float32)
         expand = (slice(None), None, None, None)
 
         def make_rows(i, k):
             points, weights = [], []
             for start, stop in _runs(i):
-                here, change = blur_path(inputs[i[start]], sigmas[k[start:stop]], grad_step,
-                                         work)
+                levels = sigmas[k[start:stop]]
+                if graph_blur is not None:
+                    here, change = graph_blur(inputs[i[start]], levels, grad_step)
+                else:
+                    here, change = blur_path(inputs[i[start]], levels, grad_step, work)
                 points.append(here)
                 weights.append(change * (-widths[k[start:stop]] / grad_step).astype(work)[expand])
             return np.concatenate(points), np.concatenate(weights)
 
-        def combine(i, k, weights, grads):
-            return weights * grads
-
-        sums, _ = integrate_paths(self.backend, len(inputs), steps, make_rows, combine, feed,
-                                  sources, batch_size, progress=progress, desc="BlurIG")
-        return sums.astype(work, copy=False)
+        sums, _ = integrate_paths(self.backend, len(inputs), steps, make_rows, feed, sources,
+                                  batch_size, progress=progress, desc="BlurIG")
+        return sums.astype(np.result_type(inputs.dtype, np.float32), copy=False)
 
 
 def _runs(index: np.ndarray):

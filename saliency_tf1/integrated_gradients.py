@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,7 @@ def integrate_paths(
     backend: Backend,
     n_inputs: int,
     n_nodes: int,
-    make_rows: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Any]],
-    combine: Callable[[np.ndarray, np.ndarray, Any, np.ndarray], np.ndarray],
+    make_rows: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     feed: Any,
     sources: np.ndarray,
     batch_size: int,
@@ -26,18 +26,20 @@ def integrate_paths(
     progress: bool | None = None,
     desc: str = "path",
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Sums per-row gradient contributions along the paths of many inputs.
+    """Weighted sums of the gradients along the paths of many inputs.
 
     The rows form one stream, input-major: row ``r`` is node ``k = r % n_nodes``
     of input ``i = r // n_nodes``. The stream is cut into chunks of at most
-    ``batch_size`` rows, one ``backend.evaluate`` each, and each chunk's rows
-    are built only when it is run (never ``n_inputs * n_nodes`` inputs at once).
+    ``batch_size`` rows, one ``backend.evaluate`` each. A chunk's rows are built
+    (in a worker thread) while the model runs the chunk before it, so at most
+    two chunks exist at once, never ``n_inputs * n_nodes`` inputs.
 
     Args:
       backend: the model.
       n_inputs, n_nodes: the stream is ``n_inputs * n_nodes`` rows.
-      make_rows: ``(i, k) -> (rows, aux)`` for the index arrays of one chunk.
-      combine: ``(i, k, aux, gradients) -> contributions``, one per row.
+      make_rows: ``(i, k) -> (rows, weights)`` for the index arrays of one
+        chunk; ``weights`` is one number per row (``[R]``) or one per feature
+        (the rows' shape).
       feed: what ``backend.prepare_feed`` returned.
       sources: for each input, the index of the public call's input it derives from.
       batch_size: most rows per ``evaluate``.
@@ -46,28 +48,41 @@ def integrate_paths(
       desc: the bar's label.
 
     Returns:
-      ``(sums, outputs)``: ``sums[i] = sum_k contributions(i, k)`` (float64) and,
+      ``(sums, outputs)``: ``sums[i] = sum_k weights(i, k) * gradient(row(i, k))``
+      (float64; each chunk's share is summed in the gradients' precision) and,
       if ``fetch_outputs``, ``outputs[i, k] = y(row(i, k))``, else ``None``.
     """
     keys = [INPUT_OUTPUT_GRADIENTS] + ([OUTPUT_LAYER_VALUES] if fetch_outputs else [])
     sums = None
     outputs = np.empty((n_inputs, n_nodes)) if fetch_outputs else None
     total = n_inputs * n_nodes
-    with progress_bar(progress, total, desc, auto_min=4 * batch_size) as bar:
-        for start, stop in chunk_bounds(total, batch_size):
-            rows_index = np.arange(start, stop)
-            i, k = np.divmod(rows_index, n_nodes)
-            rows, aux = make_rows(i, k)
+
+    def build(bounds):
+        i, k = np.divmod(np.arange(*bounds), n_nodes)
+        return (i, k, *make_rows(i, k))
+
+    chunks = list(chunk_bounds(total, batch_size))
+    with progress_bar(progress, total, desc, auto_min=4 * batch_size) as bar, \
+            ThreadPoolExecutor(max_workers=1) as builder:
+        # The next chunk's rows are built while the model runs this one.
+        pending = builder.submit(build, chunks[0])
+        for n in range(len(chunks)):
+            i, k, rows, weights = pending.result()
+            if n + 1 < len(chunks):
+                pending = builder.submit(build, chunks[n + 1])
             out = backend.evaluate(rows, keys, feed, sources[i])
-            part = combine(i, k, aux, out[INPUT_OUTPUT_GRADIENTS])
+            grads = out[INPUT_OUTPUT_GRADIENTS]
             if sums is None:
-                sums = np.zeros((n_inputs, *part.shape[1:]), dtype=np.float64)
-            # Rows of one input are contiguous: reduce each run of equal i at once.
-            starts = np.flatnonzero(np.diff(i, prepend=-1))
-            sums[i[starts]] += np.add.reduceat(part, starts, axis=0)
+                sums = np.zeros((n_inputs, *grads.shape[1:]), dtype=np.float64)
+            weights = weights.astype(np.result_type(grads.dtype, np.float32), copy=False)
+            spec = "r,r...->..." if weights.ndim == 1 else "r...,r...->..."
+            # Rows of one input are contiguous: one pass over each run of equal i.
+            edges = np.flatnonzero(np.diff(i)) + 1
+            for a, b in zip(np.r_[0, edges], np.r_[edges, len(i)]):
+                sums[i[a]] += np.einsum(spec, weights[a:b], grads[a:b])
             if fetch_outputs:
                 outputs[i, k] = out[OUTPUT_LAYER_VALUES]
-            bar.update(stop - start)
+            bar.update(len(i))
     return sums, outputs
 
 
@@ -212,14 +227,11 @@ class IntegratedGradients(TF1Saliency):
 
         def make_rows(i, k):
             base = baselines[0] if shared else baselines[i]
-            return base + alphas[k][expand] * diffs[i], None
-
-        def combine(i, k, aux, grads):
-            return grads * weights[k][expand]
+            return base + alphas[k][expand] * diffs[i], weights[k]
 
         sums, outputs = integrate_paths(
-            self.backend, len(inputs), len(alphas), make_rows, combine, feed, sources,
-            batch_size, fetch_outputs=with_error, progress=progress, desc="IntegratedGradients")
+            self.backend, len(inputs), len(alphas), make_rows, feed, sources, batch_size,
+            fetch_outputs=with_error, progress=progress, desc="IntegratedGradients")
         masks = (sums * diffs).astype(np.result_type(work, np.float32), copy=False)
         if not with_error:
             return masks, None

@@ -31,6 +31,11 @@ def make(model, session=None):
     return BlurIG(model.graph, session or model.session, model.y, model.x)
 
 
+def gradient_runs(spy, x) -> int:
+    """``session.run`` calls that feed the model (the others run the blur ops)."""
+    return sum(x in call.kwargs["feed_dict"] for call in spy.run.call_args_list)
+
+
 def test_blur_equals_scipy_gaussian_filter():
     ndimage = pytest.importorskip("scipy.ndimage")
     image = np.random.default_rng(0).normal(size=(9, 13, 2))
@@ -61,6 +66,23 @@ def test_blur_difference_is_accurate_in_float32():
     np.testing.assert_allclose(points32, points64, atol=1e-6)
 
 
+def test_graph_blur_equals_numpy_blur_and_fallback(relu_cnn, rng):
+    """The TF ops built in the constructor compute blur_path; over a non-TF1 backend (the
+    core-API layer) the NumPy blur gives the same mask."""
+    method = make(relu_cnn)
+    image = rng.uniform(size=(16, 16, 3)).astype(np.float32)
+    sigmas = np.array([0.0, 0.5, 3.0, 40.0])
+    points, change = method._graph_blur(image, sigmas, 0.01)
+    ref_points, ref_change = blur_path(image, sigmas, 0.01, np.float64)
+    np.testing.assert_allclose(points, ref_points, atol=1e-6)
+    np.testing.assert_allclose(change, ref_change, atol=1e-5 * np.abs(ref_change).max())
+    numpy_only = BlurIG.from_backend(method.backend)
+    assert numpy_only._graph_blur is None
+    expected = method.GetMask(image, max_sigma=5, steps=10)
+    np.testing.assert_allclose(numpy_only.GetMask(image, max_sigma=5, steps=10), expected,
+                               rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
 def test_integral_identity_on_linear_model(linear):
     """grad_step = max_sigma / steps makes the sum telescope: mask = w * (x - B(max_sigma))."""
     graph, session, y, x, w = linear
@@ -83,11 +105,11 @@ def test_sqrt_spacing_uses_each_rows_own_step(linear, counting):
     truth = w * (image - gaussian_blur(image, [math.sqrt(4.0)])[0])
     masks = [method.GetMask(image, max_sigma=4.0, steps=400, grad_step=1e-4, sqrt=True,
                             batch_size=batch_size) for batch_size in (1, 64, 400)]
-    for mask in masks:
-        np.testing.assert_allclose(mask, masks[0], rtol=1e-6, atol=1e-7)
     scale = np.abs(truth).max()
+    for mask in masks:
+        np.testing.assert_allclose(mask, masks[0], rtol=1e-5, atol=1e-6 * scale)
     np.testing.assert_allclose(masks[0], truth, atol=0.02 * scale)
-    assert spy.run.call_count == 400 + math.ceil(400 / 64) + 1
+    assert gradient_runs(spy, x) == 400 + math.ceil(400 / 64) + 1
 
 
 @pytest.mark.oracle
@@ -147,12 +169,12 @@ def test_batching_run_counts_and_batch_of_inputs(relu_cnn, rng, counting):
         spy.run.reset_mock()
         masks[batch_size] = method.GetMask(images[0], max_sigma=6, steps=steps,
                                            batch_size=batch_size)
-        assert spy.run.call_count == math.ceil(steps / batch_size)
+        assert gradient_runs(spy, relu_cnn.x) == math.ceil(steps / batch_size)
     for mask in masks.values():
         np.testing.assert_allclose(mask, masks[1], rtol=1e-5, atol=1e-7)
     spy.run.reset_mock()
     batch = method.GetMaskBatch(images, max_sigma=6, steps=steps, batch_size=16)
-    assert spy.run.call_count == math.ceil(3 * steps / 16)
+    assert gradient_runs(spy, relu_cnn.x) == math.ceil(3 * steps / 16)
     for image, mask in zip(images, batch):
         np.testing.assert_allclose(mask, method.GetMask(image, max_sigma=6, steps=steps),
                                    rtol=1e-5, atol=1e-7)
@@ -169,7 +191,7 @@ def test_smoothed_mask_is_mean_of_squared_masks_in_shared_runs(relu_cnn, rng, co
     smooth = method.GetSmoothedMask(image, stdev_spread=0.1, nsamples=4, seed=9, max_sigma=4,
                                     steps=10, batch_size=20)
     np.testing.assert_allclose(smooth, expected, rtol=1e-5, atol=1e-7 * expected.max())
-    assert spy.run.call_count == 2  # 2 samples x 10 steps per run
+    assert gradient_runs(spy, relu_cnn.x) == 2  # 2 samples x 10 steps per run
 
 
 def test_bad_input(relu_cnn, counting):
