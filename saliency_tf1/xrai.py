@@ -526,6 +526,29 @@ class XRAI(TF1Saliency):
             base_attribution=base_attribution, batch_size=batch_size,
             extra_parameters=extra_parameters, progress=progress)
 
+    def GetSmoothedMask(
+        self,
+        x_value: Any,
+        feed_dict: dict | None = None,
+        stdev_spread: float = 0.15,
+        nsamples: int = 25,
+        magnitude: bool = True,
+        *,
+        seed: int | np.random.Generator | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """SmoothGrad over XRAI (see :meth:`TF1Saliency.GetSmoothedMask`).
+
+        ``segments`` and ``base_attribution`` are given as for :meth:`GetMask`
+        (one image's), and apply to every noisy copy.
+        """
+        if kwargs.get("segments") is not None:
+            kwargs["segments"] = [kwargs["segments"]]
+        if kwargs.get("base_attribution") is not None:
+            kwargs["base_attribution"] = np.asarray(kwargs["base_attribution"])[None]
+        return super().GetSmoothedMask(x_value, feed_dict, stdev_spread, nsamples, magnitude,
+                                       seed=seed, **kwargs)
+
     # -- kernel ----------------------------------------------------------------------
 
     def _rows_per_input(self, extra_parameters: XRAIParameters | None = None,
