@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -28,11 +29,18 @@ def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 / (sigma * sigma) * offsets**2)
     kernel /= kernel.sum()
-    distance = np.abs(np.arange(size)[:, None] - np.arange(size)[None, :])
     taps = np.zeros(size)
     reach = min(radius, size - 1)
     taps[: reach + 1] = kernel[radius : radius + reach + 1]
-    return taps[distance]
+    return taps[_distances(size)]
+
+
+@functools.lru_cache(maxsize=8)
+def _distances(size: int) -> np.ndarray:
+    """``|i - j|`` for ``i, j < size`` (read-only, cached)."""
+    distance = np.abs(np.arange(size)[:, None] - np.arange(size)[None, :])
+    distance.setflags(write=False)
+    return distance
 
 
 def blur_matrices(
@@ -135,8 +143,9 @@ class GraphBlur:
     def __call__(self, image: np.ndarray, sigmas: Any, step: float) -> tuple[np.ndarray,
                                                                              np.ndarray]:
         height, width, _ = image.shape
-        k_h, d_h, _ = blur_matrices(height, sigmas, step, self.dtype)
-        k_w, d_w, ahead_w = blur_matrices(width, sigmas, step, self.dtype)
+        k_h, d_h, ahead_h = blur_matrices(height, sigmas, step, self.dtype)
+        k_w, d_w, ahead_w = (k_h, d_h, ahead_h) if width == height else blur_matrices(
+            width, sigmas, step, self.dtype)
         values = (image.astype(self.dtype, copy=False), k_h, d_h, k_w, d_w, ahead_w)
         points, change = self.session.run(self._outputs,
                                           feed_dict=dict(zip(self._inputs, values)))
@@ -159,13 +168,20 @@ class BlurIG(TF1Saliency):
     ``saliency.tf1`` 0.2.1's for the same arguments (with PAIR's
     ``batch_size=1`` for ``sqrt=True``: PAIR's batched loop gives every row of a
     batch the last row's step ``sigma_{i+1} - sigma_i``; here each row has its own).
-    Inputs are ``H x W x C`` images; the blur is computed with zero padding
-    as ``scipy.ndimage.gaussian_filter(..., mode="constant")`` does, without scipy.
+    Inputs are ``H x W x C`` images. The blur is PAIR's
+    ``scipy.ndimage.gaussian_filter(..., [s, s, 0], mode="constant")``, computed
+    (without scipy) as batched matrix products by TensorFlow ops that the
+    constructor adds to the model's graph (:class:`GraphBlur`; NumPy over
+    non-TF1 backends), in the model's input precision, with the finite
+    difference formed without cancellation (:func:`blur_path`). Path points
+    are stacked into ``session.run`` batches of ``batch_size`` rows (across
+    inputs and SmoothGrad samples too); each batch also takes one small
+    ``session.run`` of the blur ops, made while the previous batch runs.
 
     Example::
 
         blur_ig = BlurIG(graph, session, logits[:, 3], x)
-        mask = blur_ig.GetMask(image)                       # 100 steps, 4 session.runs
+        mask = blur_ig.GetMask(image)                       # 100 steps: 4 gradient runs
         masks = blur_ig.GetMaskBatch(images, steps=50)      # many images share batches
     """
 

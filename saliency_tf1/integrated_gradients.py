@@ -95,8 +95,9 @@ class IntegratedGradients(TF1Saliency):
 
     The path points of one input (and of many, in ``GetMaskBatch``, and of
     SmoothGrad's noisy copies, in ``GetSmoothedMask``) are stacked into
-    ``session.run`` batches of ``batch_size`` rows; the numbers never depend on
-    ``batch_size``. With ``rule="pair"`` (the default) the numbers are PAIR
+    ``session.run`` batches of ``batch_size`` rows (built while the previous
+    batch runs); the numbers do not depend on ``batch_size`` beyond float
+    rounding. With ``rule="pair"`` (the default) the numbers are PAIR
     ``saliency.tf1`` 0.2.1's for the same baseline and ``x_steps``.
 
     Example::

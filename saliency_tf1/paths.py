@@ -22,6 +22,7 @@ Rules (``n`` = number of nodes = ``x_steps``):
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -47,9 +48,23 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     Args:
       rule: one of :data:`RULES` (see the module docstring).
       steps: number of nodes (``x_steps``), >= 1 (>= 2 for ``"trapezoid"``).
+
+    Returns:
+      ``(alphas, weights)``, read-only (cached: Gauss–Legendre nodes cost
+      an eigenvalue problem).
     """
-    rule = check_rule(rule)
-    steps = check_positive_int("x_steps", steps)
+    return _quadrature(check_rule(rule), check_positive_int("x_steps", steps))
+
+
+@functools.lru_cache(maxsize=32)
+def _quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    alphas, weights = _nodes(rule, steps)
+    alphas.setflags(write=False)
+    weights.setflags(write=False)
+    return alphas, weights
+
+
+def _nodes(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     if rule == "pair":
         return np.linspace(0.0, 1.0, steps), np.full(steps, 1.0 / steps)
     if rule == "trapezoid":

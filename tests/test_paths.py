@@ -83,6 +83,15 @@ def test_gauss_legendre_exact_to_degree_2n_minus_1_and_converges_fast():
     assert errors[-1] < 1e-11
 
 
+def test_cached_nodes_are_read_only():
+    alphas, weights = quadrature("gauss_legendre", 40)
+    assert quadrature("gauss_legendre", 40)[0] is alphas
+    with pytest.raises(ValueError, match="read-only"):
+        alphas[0] = 0.5
+    with pytest.raises(ValueError, match="read-only"):
+        weights[0] = 0.5
+
+
 def test_bad_rule_and_steps():
     with pytest.raises(ValueError, match=r"rule: expected one of \['pair'"):
         quadrature("simpson", 10)
