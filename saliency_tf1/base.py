@@ -145,13 +145,24 @@ class TF1Saliency:
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> Backend:
         return TF1Backend(graph, session, y, x)
 
+    #: True where the method's gradients exist only as ops in a TF1 graph
+    #: (guided/deconvnet gating), so no other backend can serve them.
+    graph_only: bool = False
+
     @classmethod
     def from_backend(cls, backend: Backend) -> TF1Saliency:
         """The method over any :class:`~saliency_tf1.backend.Backend` (e.g. a core-API one).
 
         Kernels use only ``self.backend``; ``graph``/``session``/``y``/``x``
-        are ``None`` on such an instance.
+        are ``None`` on such an instance. Raises TypeError for a
+        :attr:`graph_only` method over a backend other than a TF1Backend
+        (use ``compat.core.CoreAdapter`` on a TF1 instance).
         """
+        if cls.graph_only and not isinstance(backend, TF1Backend):
+            raise TypeError(
+                f"{cls.__name__}: its gated gradients exist only in a TF1 graph; build it with "
+                "(graph, session, y, x) and wrap it in compat.core.CoreAdapter for the core API"
+            )
         method = cls.__new__(cls)
         method.graph = method.session = method.y = method.x = None
         method.backend = backend

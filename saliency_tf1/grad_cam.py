@@ -294,6 +294,8 @@ class GuidedGradCam(GradCam):
       graph, session, y, x, conv_layer: as :class:`GradCam`.
     """
 
+    graph_only = True
+
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> TF1Backend:
         return TF1Backend(graph, session, y, x, self.conv_layer,
                           input_gradients=lambda: gated_gradients(graph, y, x, "guided"),

@@ -351,6 +351,7 @@ class GuidedBackprop(GradientSaliency):
     """
 
     _mode = "guided"
+    graph_only = True
 
     def __init__(self, graph: Any, session: Any, y: Any, x: Any,
                  tmp_ckpt_path: str | None = None) -> None:

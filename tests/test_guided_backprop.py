@@ -456,3 +456,14 @@ def test_v1_control_flow_cond_is_gated_and_while_loop_is_refused():
         np.testing.assert_allclose(GuidedBackprop(graph, s, y, x).GetMask(point), [1, 2, -1])
         with pytest.raises(ValueError, match="while loop.*while/Enter"):
             GuidedBackprop(graph, s, y_loop, x)
+
+
+@pytest.mark.parametrize("cls_name", ["GuidedBackprop", "Deconvnet", "GuidedGradCam"])
+def test_gated_methods_refuse_non_graph_backends(cls_name):
+    """Their gated gradients exist only as graph ops: another backend would silently un-gate."""
+    import saliency_tf1
+    from compat.call_model import CallModelBackend
+
+    backend = CallModelBackend(lambda x_batch, call_model_args=None, expected_keys=None: {})
+    with pytest.raises(TypeError, match=f"{cls_name}: its gated gradients exist only in a TF1"):
+        getattr(saliency_tf1, cls_name).from_backend(backend)
