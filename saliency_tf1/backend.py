@@ -139,6 +139,26 @@ def cached_ops(graph: Any, key: tuple, build: Callable[[], Any]) -> Any:
         return per_graph[key]
 
 
+def cached_gradients(graph: Any, y: Any, sources: Sequence[Any]) -> list[Any]:
+    """``d y / d s`` for each tensor ``s`` of ``sources`` (``None`` where there is none).
+
+    Built at most once per graph, ``y`` and source (shared with every method on
+    the same tensors); those not built yet come from a single
+    ``tf.gradients`` call, so their backward ops are shared too.
+    """
+    tf = _tf()
+    keys = [("gradients", y.name, s.name) for s in sources]
+    with _OP_CACHE_LOCK:
+        per_graph = _OP_CACHE.setdefault(graph, {})
+        missing = [s for s, key in zip(sources, keys) if key not in per_graph]
+        if missing:
+            with graph.as_default(), tf.compat.v1.name_scope(f"{SCOPE}/"):
+                grads = tf.compat.v1.gradients(y, missing)
+            for s, g in zip(missing, grads):
+                per_graph[("gradients", y.name, s.name)] = g
+        return [per_graph[key] for key in keys]
+
+
 def depends_on(target: Any, source: Any) -> bool:
     """True if tensor ``target`` is computed from tensor ``source`` (graph walk, no ops added)."""
     if target is source:
@@ -291,11 +311,13 @@ class TF1Backend(Backend):
                     f"conv_layer: tensor {conv_layer.name!r} is not between x ({x.name!r}) "
                     f"and y ({y.name!r})"
                 )
-            conv_grads = cached_ops(
-                graph,
-                ("gradients", y.name, conv_layer.name),
-                lambda: tf.compat.v1.gradients(y, conv_layer)[0],
-            )
+        # One tf.gradients call for every gradient still to build: the
+        # backward pass to conv_layer is a prefix of the one to x.
+        wanted = ([conv_layer] if conv_layer is not None else []) + (
+            [x] if input_gradients is None else [])
+        built = dict(zip([t.name for t in wanted], cached_gradients(graph, y, wanted)))
+        if conv_layer is not None:
+            conv_grads = built[conv_layer.name]
             if conv_grads is None:
                 raise ValueError(
                     f"conv_layer: y is not differentiable with respect to {conv_layer.name!r}"
@@ -305,9 +327,7 @@ class TF1Backend(Backend):
         if callable(input_gradients):
             input_gradients = input_gradients()
         elif input_gradients is None:
-            input_gradients = cached_ops(
-                graph, ("gradients", y.name, x.name), lambda: tf.compat.v1.gradients(y, x)[0]
-            )
+            input_gradients = built[x.name]
         if input_gradients is None:
             raise ValueError(
                 f"y: tensor {y.name!r} is not differentiable with respect to x ({x.name!r}); "
