@@ -25,7 +25,7 @@ EXTRAS = {
     "oracle": ["saliency==0.2.1"],
 }
 EXTRAS["dev"] = sorted(
-    {req for name in ("xrai", "legacy", "cli", "notebooks", "metrics", "oracle") for req in EXTRAS[name]}
+    {req for name in EXTRAS for req in EXTRAS[name]}
     | {"pytest>=7", "pytest-timeout>=2", "ruff>=0.5"}
 )
 
@@ -37,7 +37,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["saliency_tf1", "saliency_tf1.*", "compat", "compat.*"]),
     python_requires=">=3.10",
-    install_requires=[TENSORFLOW, "numpy>=1.23", "matplotlib>=3.5", "tqdm>=4.60"],
+    install_requires=[TENSORFLOW, "numpy>=1.25", "matplotlib>=3.5", "tqdm>=4.60"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["saliency-tf1=saliency_tf1.cli:main"]},
     license="Apache-2.0",

@@ -52,7 +52,8 @@ def test_smoothgrad_matches_its_definition(analytic):
     method = GradientSaliency(analytic.graph, analytic.session, analytic.y, analytic.x)
     point = np.array([0.5, -1.0, 2.0], np.float32)
     stdev = np.float32(0.2 * (point.max() - point.min()))
-    noise = np.random.default_rng(7).standard_normal((40, 3), dtype=np.float32) * stdev
+    children = np.random.default_rng(7).spawn(40)  # sample k: child k of the seed
+    noise = np.stack([c.standard_normal(3, dtype=np.float32) for c in children]) * stdev
     grads = analytic_gradient(point + noise)
     np.testing.assert_allclose(
         method.GetSmoothedMask(point, stdev_spread=0.2, nsamples=40, seed=7, batch_size=16),
