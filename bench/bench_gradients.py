@@ -2,7 +2,8 @@
 
 The floor is one bare ``session.run`` of the input gradient on the same stacked
 batch (1 input, 25 noisy copies, 32 inputs). Ratios are measured in one run,
-round-robin. Run: ``python bench/bench_gradients.py [--sizes 64,224] [--repeats 7]``.
+round-robin, on the 32/64/128-channel ``relu_cnn`` and the ``light`` CNN of
+bench/common.py. Run: ``python bench/bench_gradients.py [--runs light:64] [--repeats 7]``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-from common import interleaved_medians, pair_available, print_table, relu_cnn, v1  # noqa: E402
+from common import MODELS, interleaved_medians, pair_available, print_table, v1  # noqa: E402
 
 from saliency_tf1 import GradientSaliency  # noqa: E402
 
 
-def bench_size(size: int, repeats: int) -> list[list]:
-    m = relu_cnn(size)
+def bench_size(model: str, size: int, repeats: int) -> list[list]:
+    m = MODELS[model](size)
     rng = np.random.default_rng(0)
     img = rng.uniform(0, 1, (size, size, 3)).astype(np.float32)
     batch32 = rng.uniform(0, 1, (32, size, size, 3)).astype(np.float32)
@@ -53,27 +54,29 @@ def bench_size(size: int, repeats: int) -> list[list]:
     for task in ("GetMask", "SmoothGrad-25", "GetMaskBatch(32)"):
         floor_t, ours_t = t[f"{task} floor"], t[f"{task} ours"]
         pair_t = t.get(f"{task} PAIR", float("nan"))
-        rows.append([f"{size}x{size}", task, floor_t * 1e3, ours_t * 1e3, ours_t / floor_t,
+        rows.append([model, f"{size}x{size}", task, floor_t * 1e3, ours_t * 1e3, ours_t / floor_t,
                      pair_t * 1e3, pair_t / ours_t])
         if task == "SmoothGrad-25":
             g = t["SmoothGrad-25 ours (global rng)"]
-            rows.append([f"{size}x{size}", "SmoothGrad-25 (seed=None)", floor_t * 1e3, g * 1e3,
-                         g / floor_t, pair_t * 1e3, pair_t / g])
+            rows.append([model, f"{size}x{size}", "SmoothGrad-25 (seed=None)", floor_t * 1e3,
+                         g * 1e3, g / floor_t, pair_t * 1e3, pair_t / g])
     m.close()
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="64,224")
+    parser.add_argument("--runs", default="relu_cnn:64,relu_cnn:224,light:64",
+                        help=f"comma-separated MODEL:SIZE (models: {', '.join(MODELS)})")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        rows += bench_size(size, args.repeats)
+    for run in args.runs.split(","):
+        model, size = run.split(":")
+        rows += bench_size(model, int(size), args.repeats)
     print_table(
         "Gradient / SmoothGrad: median ms; ours/floor (target <= 1.15 for SmoothGrad); PAIR/ours",
-        ["input", "call", "floor ms", "ours ms", "ours/floor", "PAIR ms", "PAIR/ours"],
+        ["model", "input", "call", "floor ms", "ours ms", "ours/floor", "PAIR ms", "PAIR/ours"],
         rows,
     )
 

@@ -27,40 +27,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
 from common import (  # noqa: E402
-    BenchModel,
+    MODELS,
     interleaved_medians,
     pair_available,
     print_table,
-    relu_cnn,
-    tf,
-    v1,
 )
 
 from saliency_tf1.datasets import make_shapes  # noqa: E402
 from saliency_tf1.occlusion import Occlusion, window_starts  # noqa: E402
 from saliency_tf1.xrai import XRAI, XRAIParameters  # noqa: E402
-
-
-def light_cnn(size: int, seed: int = 0, classes: int = 10) -> BenchModel:
-    """conv 3x3/2 (8) - ReLU - conv 3x3/2 (16) - ReLU - GAP - dense; ``y = logits[:, 0]``."""
-    graph = tf.Graph()
-    rng = np.random.default_rng(seed)
-    with graph.as_default():
-        x = v1.placeholder(tf.float32, [None, size, size, 3], name="x")
-        w1 = v1.Variable(rng.normal(0, 0.3, (3, 3, 3, 8)).astype(np.float32))
-        w2 = v1.Variable(rng.normal(0, 0.2, (3, 3, 8, 16)).astype(np.float32))
-        wd = v1.Variable(rng.normal(0, 0.3, (16, classes)).astype(np.float32))
-        h = tf.nn.relu(tf.nn.conv2d(x, w1, 2, "SAME"))
-        conv = tf.nn.relu(tf.nn.conv2d(h, w2, 2, "SAME"))
-        logits = tf.matmul(tf.reduce_mean(conv, [1, 2]), wd, name="logits")
-        y = logits[:, 0]
-        init = v1.global_variables_initializer()
-    session = v1.Session(graph=graph)
-    session.run(init)
-    return BenchModel(graph, session, x, logits, y, conv, size)
-
-
-MODELS = {"light": light_cnn, "relu_cnn": relu_cnn}
 
 
 def timed_once(fn) -> tuple[float, object]:
