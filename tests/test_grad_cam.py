@@ -233,7 +233,9 @@ def test_smoothed_mask_matches_its_definition(pooled, rng):
     method = GradCam(pooled.graph, pooled.session, pooled.y, pooled.x, pooled.conv)
     img = rng.uniform(0, 1, (28, 28, 3)).astype(np.float32)
     stdev = np.float32(0.1 * (img.max() - img.min()))
-    noisy = img + np.random.default_rng(11).standard_normal((6, 28, 28, 3), np.float32) * stdev
+    children = np.random.default_rng(11).spawn(6)  # sample k's noise: child k of the seed
+    noise = np.stack([c.standard_normal((28, 28, 3), np.float32) for c in children])
+    noisy = img + noise * stdev
     expected = np.mean(method.GetMaskBatch(noisy, target.feed(2), three_dims=False) ** 2, 0)
     got = method.GetSmoothedMask(img, target.feed(2), stdev_spread=0.1, nsamples=6, seed=11,
                                  three_dims=False, batch_size=4)
