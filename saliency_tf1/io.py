@@ -349,10 +349,10 @@ class _SaverPolicy:
         self.restore_path = index.ancestors([restore]) if restore else set()
         inputs = [n for n, node in index.nodes.items()
                   if node.op in _PLACEHOLDERS and not self._is_filename(n)]
-        # Nodes the model's users or its loader run: those computed from its
-        # inputs, its signature tensors and its load ops (restore, init).
-        self.exposed = (index.descendants(inputs) | index.ancestors(load_roots)
-                        | signature_nodes)
+        # Nodes the model's users run (those computed from its inputs, its
+        # signature tensors) and, with them, those its loader runs (restore, init).
+        self.used = index.descendants(inputs) | signature_nodes
+        self.exposed = self.used | index.ancestors(load_roots)
 
     def _is_filename(self, name: str) -> bool:
         """A saver's filename placeholder: a string that only checkpoint plumbing uses."""
@@ -372,9 +372,9 @@ class _SaverPolicy:
         return prefix is not None and prefix == self.filename
 
     def on_restore_path(self, name: str) -> bool:
-        """Part of the own saver's restore: only the restore op depends on it."""
-        return (name in self.restore_path
-                and self.index.descendants([name]) <= self.restore_path)
+        """Part of the own saver's restore: only the restore op depends on it, not the model."""
+        below = self.index.descendants([name])
+        return name in self.restore_path and below <= self.restore_path and not below & self.used
 
     def inert(self, name: str) -> bool:
         """Nothing the model's users or loader run depends on it; only saver plumbing does."""
