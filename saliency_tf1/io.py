@@ -299,7 +299,7 @@ def _functions_referenced(node: Any, library: Mapping[str, Any]) -> set[str]:
             names.add(value.func.name)
         elif value.HasField("list"):
             names.update(f.name for f in value.list.func)
-    return names & set(library)
+    return names & library.keys()
 
 
 class _GraphIndex:
@@ -1113,6 +1113,7 @@ def load_keras_model(model_or_path: Any, *, allow_unsafe_ops: bool = False,
                         f"model_or_path: cannot rebuild {source} in graph mode ({err}); "
                         "functional and Sequential models can be, or pass a saved .h5") from err
                 model.set_weights(weights)
+        _restore_eager_keras_classes(model)
         if is_path and os.path.isfile(path) and not allow_unsafe_ops:
             check_graph(graph.as_graph_def(), source, allowed_restore=())
         inputs = dict(zip(model.input_names, model.inputs))
@@ -1122,6 +1123,32 @@ def load_keras_model(model_or_path: Any, *, allow_unsafe_ops: bool = False,
         raise
     return LoadedModel(graph, session, inputs, outputs, source, kind="keras",
                        keras_model=model, _hidden=_saver_hidden(graph, None))
+
+
+def _restore_eager_keras_classes(model: Any) -> None:
+    """Undoes tf-keras's class swap so the caller's eager models keep working.
+
+    tf-keras builds a layer in graph mode by swapping the *class's* bases to
+    its v1 versions (``version_utils.swap_class``), which breaks every eager
+    instance of the same classes (the model we were given, say) until one is
+    built eagerly again. When the caller runs eagerly, swap them back; the
+    graph tensors built meanwhile are unaffected (the rebuilt ``keras_model``
+    is then for its names and layers, not for calling again in graph mode).
+    """
+    import tensorflow as tf
+
+    if not tf.executing_eagerly():
+        return
+    try:
+        from tf_keras.src.engine import base_layer, base_layer_v1, training, training_v1
+        from tf_keras.src.utils.version_utils import swap_class
+    except ImportError:  # another tf-keras layout
+        return
+    classes = {type(layer) for layer in model._flatten_layers(include_self=True)}
+    for cls in classes:
+        if issubclass(cls, (training.Model, training_v1.Model)):
+            swap_class(cls, training.Model, training_v1.Model, True)
+        swap_class(cls, base_layer.Layer, base_layer_v1.Layer, True)
 
 
 def _keras_load(tf_keras: Any, path: str, custom_objects: dict | None, unsafe: bool) -> Any:

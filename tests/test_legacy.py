@@ -11,7 +11,8 @@ explained in one subprocess that calls
   ``tf_keras.legacy_tf_layers`` alias it fails as the issue describes,
   and ``resnet_v1_50`` itself at 64x64 (one gradient),
 * a tf-keras functional CNN loaded with :func:`saliency_tf1.io.load_keras_model`
-  from the object and from an ``.h5`` file,
+  from the object and from an ``.h5`` file (and, outputs only, from a
+  tf-keras SavedModel directory; a Lambda layer's bytecode is refused),
 
 all with random weights, and explains each with every catalogue method
 (cheap arguments), reporting each mask's shape and whether it is finite and
@@ -159,7 +160,27 @@ SCRIPT = textwrap.dedent('''
             logit_error[key] = float(np.abs(graph_logits - eager_logits).max())
             rng = np.random.default_rng(1)  # the same image for both
             explain(key, loaded.graph, loaded.session, x, logits, conv, 16, kept)
+    # The caller's eager model still works after its graph-mode rebuilds.
+    report["eager_after"] = float(np.abs(model(probe, training=False).numpy()
+                                          - eager_logits).max())
+    saved_dir = os.path.join(out, "keras_saved_model")  # a tf-keras SavedModel directory
+    model.save(saved_dir, save_format="tf")
+    with load_keras_model(saved_dir) as loaded:
+        logit_error["keras_saved_model"] = float(np.abs(loaded.session.run(
+            loaded.outputs["logits"], {loaded.inputs["image"]: probe}) - eager_logits).max())
     report["keras_logit_error"] = logit_error
+    # A Lambda layer holding Python bytecode is refused unless allowed.
+    doubler = K.Sequential([K.Input((3,)), K.layers.Lambda(lambda t: 2 * t)])
+    doubler.save(os.path.join(out, "lambda.h5"))
+    try:
+        load_keras_model(os.path.join(out, "lambda.h5")).close()
+        report["lambda"] = "loaded"
+    except ValueError as err:  # UnsafeGraphError
+        report["lambda"] = f"{type(err).__name__}: {err}"
+    with load_keras_model(os.path.join(out, "lambda.h5"), allow_unsafe_ops=True) as loaded:
+        report["lambda_allowed"] = loaded.session.run(
+            loaded.outputs[loaded.keras_model.output_names[0]],
+            {loaded.keras_model.inputs[0]: np.ones((1, 3), np.float32)}).tolist()
     report["keras_mask_error"] = {
         name: float(np.abs(kept["keras_object"][1][name] - kept["keras_h5"][1][name]).max())
         for name in kept["keras_object"][1]}
@@ -211,9 +232,19 @@ def test_every_method_explains_legacy_models(report, model):
 def test_keras_model_in_graph_mode_matches_eager(report):
     # The graph-mode rebuilds compute the eager model's function ...
     assert max(report["keras_logit_error"].values()) < 1e-5
+    assert set(report["keras_logit_error"]) == {"keras_object", "keras_h5", "keras_saved_model"}
+    assert report["eager_after"] == 0.0  # and the caller's eager model was left working
     # ... and the object and its .h5 file give the same masks.
     assert report["keras_mask_error"]
     assert max(report["keras_mask_error"].values()) < 1e-4
+
+
+@pytest.mark.slow
+def test_keras_lambda_layer_needs_allow_unsafe_ops(report):
+    assert report["lambda"].startswith("UnsafeGraphError")
+    assert "Lambda layer holding Python bytecode" in report["lambda"]
+    assert "allow_unsafe_ops=True" in report["lambda"]
+    assert report["lambda_allowed"] == [[2.0, 2.0, 2.0]]
 
 
 def test_enabling_after_tensorflow_was_imported_raises(monkeypatch):
