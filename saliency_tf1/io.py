@@ -398,8 +398,8 @@ class _SaverPolicy:
 def find_unsafe_ops(graph_def: Any, *, allowed_restore: Any = None) -> list[tuple[str, str]]:
     """The nodes of a graph that touch the file system or the network or run Python.
 
-    Looks at every node of the GraphDef and of every function in its library
-    (sorted by name; nothing is imported or run). A node is unsafe if its op is
+    Looks at every node of the GraphDef (in graph order) and of every function
+    in its library (by function name); nothing is imported or run. A node is unsafe if its op is
     in :data:`UNSAFE_OPS`, or in :data:`CONDITIONALLY_UNSAFE_OPS` with an
     unsafe attribute (``PrintV2`` to ``file://``, a proto descriptor read
     from a file, debug ops on ``Copy``).
