@@ -15,6 +15,7 @@ from .gradients import GradientSaliency
 from .guided_backprop import Deconvnet, GuidedBackprop
 from .guided_ig import GuidedIG
 from .integrated_gradients import IntegratedGradients
+from .io import LoadedModel, UnsafeGraphError, load_model
 from .methods import METHODS, available_methods
 from .occlusion import Occlusion
 from .streaming import iter_masks
@@ -57,17 +58,20 @@ __all__ = [
     "GuidedIG",
     "HookedSession",
     "IntegratedGradients",
+    "LoadedModel",
     "Occlusion",
     "PerExample",
     "SaliencyHook",
     "TF1Backend",
     "TF1Saliency",
+    "UnsafeGraphError",
     "VisualizeImageDiverging",
     "VisualizeImageGrayscale",
     "XRAIOutput",
     "XRAIParameters",
     "available_methods",
     "iter_masks",
+    "load_model",
     "overlay",
     "save_figure",
     "save_grid",
