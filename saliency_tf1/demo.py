@@ -214,19 +214,25 @@ def _pick_shown(labels: np.ndarray, n_show: int, n_classes: int) -> list[int]:
     return (first + rest)[:n_show]
 
 
-def format_table(scores: dict[str, dict[str, float]], *, markdown: bool = False) -> str:
-    """The localisation table: one line per method (plain text, or a markdown table)."""
+def format_table(scores: dict[str, dict[str, float]], *, chance: float | None = None,
+                 markdown: bool = False) -> str:
+    """The localisation table: one line per method (plain text, or a markdown table).
+
+    ``chance``: the region's area, added as a last row (what a uniform mask
+    scores, and the pointing game's expected score for a random maximum).
+    """
     from .methods import METHODS
 
+    rows = [(METHODS[n].title, f"{s['energy_inside']:.3f}", f"{s['pointing_game']:.2f}",
+             f"{s['seconds_per_image']:.3f}") for n, s in scores.items()]
+    if chance is not None:
+        rows.append(("chance (region area)", f"{chance:.3f}", f"{chance:.2f}", ""))
     if markdown:
         lines = ["| method | energy inside | pointing game | s / image |",
                  "|---|---:|---:|---:|"]
-        lines += [f"| {METHODS[n].title} | {s['energy_inside']:.3f} | {s['pointing_game']:.2f} "
-                  f"| {s['seconds_per_image']:.3f} |" for n, s in scores.items()]
-        return "\n".join(lines)
+        return "\n".join(lines + [f"| {' | '.join(r)} |" for r in rows])
     lines = [f"{'method':<22}{'energy inside':>14}{'pointing':>10}{'s / image':>11}"]
-    lines += [f"{METHODS[n].title:<22}{s['energy_inside']:>14.3f}{s['pointing_game']:>10.2f}"
-              f"{s['seconds_per_image']:>11.3f}" for n, s in scores.items()]
+    lines += [f"{a:<22}{b:>14}{c:>10}{d:>11}".rstrip() for a, b, c, d in rows]
     return "\n".join(lines)
 
 
@@ -309,17 +315,19 @@ def run_demo(
         model.close()
 
     chance = float(informative.mean())
-    summary = (f"localisation on {n_explain} held-out images, each explained for its predicted "
-               f"class: energy inside = share of the mask's mass on the shape grown by "
-               f"{margin} px (chance = its area = {chance:.3f}); pointing = share of images "
-               f"whose mask maximum lies on it")
-    log(f"\n{summary}\n{format_table(scores)}")
+    summary = [f"localisation on {n_explain} held-out images, each explained for its "
+               "predicted class",
+               f"region: the shape grown by {margin} px; chance: the region's area",
+               "energy inside: share of the mask's mass in the region; pointing: share of "
+               "images whose mask maximum is in it"]
+    log("\n" + "\n".join(summary) + "\n" + format_table(scores, chance=chance))
 
     os.makedirs(out_dir, exist_ok=True)
     table = os.path.join(out_dir, "demo_table.md")
     with open(table, "w", encoding="utf-8") as f:
         f.write(f"Demo (seed {seed}, {steps} training steps, held-out accuracy "
-                f"{model.accuracy:.1%}): {summary}.\n\n{format_table(scores, markdown=True)}\n")
+                f"{model.accuracy:.1%}): {'; '.join(summary)}.\n\n"
+                f"{format_table(scores, chance=chance, markdown=True)}\n")
     npz = os.path.join(out_dir, "demo_masks.npz")
     np.savez_compressed(npz, images=explained.images, labels=explained.labels,
                         predicted=predicted, regions=explained.regions,
