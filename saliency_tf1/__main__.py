@@ -1,7 +1,8 @@
-"""``python -m saliency_tf1``: the command line."""
+"""``python -m saliency_tf1``: the ``saliency-tf1`` command line."""
 
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -418,3 +418,11 @@ def test_shell_error_is_one_clean_message(exported, tmp_path):
     assert done.stderr.startswith("saliency-tf1: error: input tensor 'nope'"), done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_missing_pillow_is_a_clear_error(monkeypatch, tmp_path):
+    from saliency_tf1.cli import UserError, image_size
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
+    with pytest.raises(UserError, match=r"needs Pillow: pip install 'saliency_tf1\[cli\]'"):
+        image_size(str(tmp_path / "any.png"))
