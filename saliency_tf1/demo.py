@@ -346,7 +346,8 @@ def run_demo(
             row_correct=[bool(predicted[i] == explained.labels[i]) for i in shown],
             column_notes={METHODS[n].title: f"inside {scores[n]['energy_inside']:.2f}"
                           for n in names},
-            title=f"saliency_tf1 demo: {len(names)} methods; cyan = the shape (+{margin} px)",
+            title=f"saliency_tf1 demo: {len(names)} methods. Cyan: the shape (+{margin} px); "
+                  f"inside: mean share of the mask in it over {n_explain} images",
         )
     log(f"\nwrote {', '.join(p for p in (figure, npz, table) if p)} "
         f"({time.perf_counter() - t0:.1f} s in all)")
