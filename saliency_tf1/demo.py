@@ -142,17 +142,6 @@ def demo_arguments(name: str, image: np.ndarray) -> dict[str, Any]:
     return {}
 
 
-def display_mask(mask: np.ndarray) -> np.ndarray:
-    """A mask as an ``[h, w]`` picture in [0, 1]: PAIR's grayscale for [h, w, c], min-max else."""
-    from .visualization import VisualizeImageGrayscale
-
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        return VisualizeImageGrayscale(mask)
-    low, high = float(mask.min()), float(mask.max())
-    return np.zeros(mask.shape) if high <= low else (mask - low) / (high - low)
-
-
 def save_demo_figure(
     images: np.ndarray,
     rows: list[dict[str, np.ndarray]],
@@ -173,7 +162,7 @@ def save_demo_figure(
     true class (red when they differ); ``column_notes`` go under the method
     titles.
     """
-    from .visualization import _pyplot, normalize_image
+    from .visualization import _pyplot, display_mask, normalize_image
 
     plt = _pyplot()
     names = list(rows[0])

@@ -61,13 +61,22 @@ def normalize_image(image: Any) -> np.ndarray:
     return np.zeros_like(img) if hi <= lo else (img - lo) / (hi - lo)
 
 
-def _as_2d(mask: np.ndarray) -> np.ndarray:
+def display_mask(mask: Any) -> np.ndarray:
+    """A mask as an ``[h, w]`` picture in ``[0, 1]``.
+
+    ``[h, w, c]`` masks go through :func:`VisualizeImageGrayscale`; ``[h, w]``
+    masks already in ``[0, 1]`` are kept, others (e.g. XRAI's region gains)
+    are min-max scaled (a constant mask gives zeros).
+    """
     mask = np.asarray(mask)
     if mask.ndim == 3:
         return VisualizeImageGrayscale(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask: expected [h, w] or [h, w, c], got shape {mask.shape}")
-    return mask
+    low, high = float(np.min(mask)), float(np.max(mask))
+    if low >= 0 and high <= 1:
+        return mask
+    return _scale(mask, low, high, 0)
 
 
 def overlay(image: Any, mask: Any, cmap: str = "inferno", alpha: float = 0.5) -> np.ndarray:
@@ -83,7 +92,7 @@ def overlay(image: Any, mask: Any, cmap: str = "inferno", alpha: float = 0.5) ->
         img = img[..., None]
     if img.shape[-1] == 1:
         img = np.repeat(img, 3, axis=-1)
-    m = _as_2d(mask)
+    m = display_mask(mask)
     if m.shape != img.shape[:2]:
         raise ValueError(f"mask: expected shape {img.shape[:2]} (the image's), got {m.shape}")
     colored = colormaps[cmap](np.clip(m, 0, 1))[..., :3]
@@ -151,7 +160,7 @@ def save_figure(
         elif overlay_alpha is not None:
             ax.imshow(overlay(image, mask, cmap=cmap, alpha=overlay_alpha))
         else:
-            ax.imshow(_as_2d(mask), cmap=cmap, vmin=0, vmax=1)
+            ax.imshow(display_mask(mask), cmap=cmap, vmin=0, vmax=1)
         ax.set_title(name)
     for ax in axes:
         ax.axis("off")
@@ -180,7 +189,7 @@ def save_grid(
         axes[r, 0].imshow(shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray")
         axes[r, 0].set_title(row_titles[r] if row_titles else "input", fontsize=8)
         for c, name in enumerate(names, start=1):
-            axes[r, c].imshow(_as_2d(masks[name]), cmap=cmap, vmin=0, vmax=1)
+            axes[r, c].imshow(display_mask(masks[name]), cmap=cmap, vmin=0, vmax=1)
             if r == 0:
                 axes[r, c].set_title(name, fontsize=8)
     for ax in axes.ravel():

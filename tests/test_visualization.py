@@ -64,3 +64,14 @@ def test_figures_are_written(tmp_path):
     assert grid.endswith("grid.png")
     with pytest.raises(ValueError, match="rows: expected one mask dict per image"):
         save_grid([img], [masks, masks], tmp_path / "bad.png")
+
+
+def test_display_mask_scales_only_what_needs_it():
+    from saliency_tf1.visualization import display_mask
+
+    gains = np.array([[0.0, 2.0], [4.0, 4.0]])  # e.g. XRAI's region gains
+    np.testing.assert_allclose(display_mask(gains), gains / 4.0)
+    unit = np.array([[0.2, 0.4], [0.6, 0.8]])
+    assert display_mask(unit) is unit or np.array_equal(display_mask(unit), unit)
+    assert not display_mask(np.full((2, 2), 7.0)).any()
+    np.testing.assert_allclose(display_mask(np.ones((2, 2, 3))), np.zeros((2, 2)))
