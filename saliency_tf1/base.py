@@ -136,14 +136,16 @@ def noisy_copies(
     noisy = np.empty(shape, dtype)
     children = rng.spawn(count)
 
-    def fill(k: int) -> None:
-        children[k].standard_normal(out=noisy[k], dtype=dtype)
+    def fill(ks: range) -> None:
+        for k in ks:
+            children[k].standard_normal(out=noisy[k], dtype=dtype)
 
-    if noisy.size >= 1 << 18 and count > 1:
-        list(_noise_pool().map(fill, range(count)))
-    else:
-        for k in range(count):
-            fill(k)
+    pool = _noise_pool() if noisy.size >= 1 << 17 and count > 1 else None
+    if pool is None:
+        fill(range(count))
+    else:  # one contiguous group of samples per worker
+        bounds = np.linspace(0, count, min(count, pool._max_workers) + 1).astype(int)
+        list(pool.map(fill, [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
     noisy *= dtype.type(stdev)
     noisy += x
     return noisy
