@@ -102,6 +102,7 @@ def check_array(
     return arr
 
 
+_NOISE_WORKERS = max(1, min(4, os.cpu_count() or 1))
 _NOISE_POOL: ThreadPoolExecutor | None = None
 _NOISE_POOL_LOCK = threading.Lock()
 
@@ -111,8 +112,7 @@ def _noise_pool() -> ThreadPoolExecutor:
     global _NOISE_POOL
     with _NOISE_POOL_LOCK:
         if _NOISE_POOL is None:
-            workers = max(1, min(4, os.cpu_count() or 1))
-            _NOISE_POOL = ThreadPoolExecutor(workers, thread_name_prefix="saliency_tf1-noise")
+            _NOISE_POOL = ThreadPoolExecutor(_NOISE_WORKERS, thread_name_prefix="saliency-noise")
         return _NOISE_POOL
 
 
@@ -144,7 +144,7 @@ def noisy_copies(
     if pool is None:
         fill(range(count))
     else:  # one contiguous group of samples per worker
-        bounds = np.linspace(0, count, min(count, pool._max_workers) + 1).astype(int)
+        bounds = np.linspace(0, count, min(count, _NOISE_WORKERS) + 1).astype(int)
         list(pool.map(fill, [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
     noisy *= dtype.type(stdev)
     noisy += x
