@@ -25,13 +25,6 @@ KERNEL = "saliency-tf1-tests"
 #: Wall-clock limit of one notebook, seconds (kernel start included).
 LIMIT_S = 300
 
-#: What a notebook needs: modules, and names ``saliency_tf1`` must export. Missing -> skipped
-#: with the reason.
-NEEDS = {
-    "02_migrating.ipynb": {"modules": ["saliency.tf1"],
-                           "exports": ["GradientSaliency", "IntegratedGradients", "ClassTarget",
-                                       "VisualizeImageGrayscale"]},
-}
 
 
 def test_notebooks_exist():
@@ -96,14 +89,6 @@ def run_notebook(path: Path, cwd: Path, limit_s: float) -> tuple[object, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, jupyter_env):
-    needs = NEEDS.get(path.name, {})
-    for module in needs.get("modules", []):
-        pytest.importorskip(module, reason=f"{path.name} needs {module}")
-    import saliency_tf1
-
-    missing = [name for name in needs.get("exports", []) if not hasattr(saliency_tf1, name)]
-    if missing:
-        pytest.skip(f"{path.name} needs saliency_tf1 to export {missing}")
     nb, seconds = run_notebook(path, jupyter_env, LIMIT_S)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
