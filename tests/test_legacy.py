@@ -36,6 +36,7 @@ from saliency_tf1.methods import available_methods
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
 MODELS = ["tf_layers", "slim_resnet_v1", "keras_object", "keras_h5"]
+CAM_METHODS = {"gradcam", "gradcampp", "guidedgradcam"}
 
 SCRIPT = textwrap.dedent('''
     import importlib, json, os, sys
@@ -225,7 +226,11 @@ def test_every_method_explains_legacy_models(report, model):
         shape = row["shape"]
         assert shape[:2] == [size, size] and len(shape) <= 3, (name, shape)
         assert len(shape) == 2 or shape[2] in (1, 3), (name, shape)
-        assert row["finite"] and row["nonzero"], (name, row)
+        assert row["finite"], (name, row)
+        # A Grad-CAM map is ReLU(sum_k w_k A_k): on random weights it may be all zero, which
+        # the contract keeps zero (Guided Grad-CAM multiplies by it). Every other mask of a
+        # random ReLU net at a random input has some non-zero entry.
+        assert row["nonzero"] or name in CAM_METHODS, (name, row)
 
 
 @pytest.mark.slow
