@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import abc
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -119,8 +118,21 @@ class Backend(abc.ABC):
 # TensorFlow graph helpers
 
 
-_OP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _OP_CACHE_LOCK = threading.Lock()
+_OP_CACHE_ATTR = "_saliency_tf1_ops"
+
+
+def _graph_cache(graph: Any) -> dict:
+    """The graph's own cache of this package's ops (call with the lock held).
+
+    Kept on the graph object itself: a module-level map from graphs to their
+    tensors would keep every graph alive (the tensors reference their graph).
+    """
+    cache = getattr(graph, _OP_CACHE_ATTR, None)
+    if cache is None:
+        cache = {}
+        setattr(graph, _OP_CACHE_ATTR, cache)
+    return cache
 
 
 def cached_ops(graph: Any, key: tuple, build: Callable[[], Any]) -> Any:
@@ -132,7 +144,7 @@ def cached_ops(graph: Any, key: tuple, build: Callable[[], Any]) -> Any:
     """
     tf = _tf()
     with _OP_CACHE_LOCK:
-        per_graph = _OP_CACHE.setdefault(graph, {})
+        per_graph = _graph_cache(graph)
         if key not in per_graph:
             with graph.as_default(), tf.compat.v1.name_scope(f"{SCOPE}/"):
                 per_graph[key] = build()
@@ -149,7 +161,7 @@ def cached_gradients(graph: Any, y: Any, sources: Sequence[Any]) -> list[Any]:
     tf = _tf()
     keys = [("gradients", y.name, s.name) for s in sources]
     with _OP_CACHE_LOCK:
-        per_graph = _OP_CACHE.setdefault(graph, {})
+        per_graph = _graph_cache(graph)
         missing = [s for s, key in zip(sources, keys) if key not in per_graph]
         if missing:
             with graph.as_default(), tf.compat.v1.name_scope(f"{SCOPE}/"):

@@ -137,3 +137,22 @@ def test_integer_input_placeholder_is_refused():
     with pytest.raises(TypeError, match="x: expected a floating"):
         GradientSaliency(graph, session, y, x)
     session.close()
+
+
+def test_graphs_are_freed_after_use():
+    """The op cache lives on the graph: explaining a model must not keep its graph alive."""
+    import gc
+    import weakref
+
+    def explain_once():
+        graph = tf.Graph()
+        with graph.as_default():
+            x = v1.placeholder(tf.float32, [None, 3])
+            y = tf.reduce_sum(x**2, axis=1)
+        with v1.Session(graph=graph) as session:
+            GradientSaliency(graph, session, y, x).GetMask(np.ones(3, np.float32))
+        return weakref.ref(graph)
+
+    ref = explain_once()
+    gc.collect()
+    assert ref() is None
