@@ -304,11 +304,10 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     tf = _import_tensorflow(quiet=not args.debug)
     from tqdm.auto import tqdm
 
-    from .demo import panel_image
     from .io import UnsafeGraphError, load_model
     from .methods import METHODS
     from .target import ClassTarget
-    from .visualization import save_figure
+    from .visualization import display_mask, save_figure
 
     if skipped:
         print(f"{PROG}: note: leaving out {', '.join(skipped)} (no --conv-tensor given)",
@@ -360,7 +359,7 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 spec = METHODS[name]
                 mask = np.asarray(spec.explain(method, x_value, feed))
                 np.save(os.path.join(args.out, f"{stem}_{name}.npy"), mask)
-                panels[spec.title] = panel_image(mask)
+                panels[spec.title] = display_mask(mask)
             shown = f"class {explained} (p={probs[explained]:.2f})"
             if args.cls is not None:
                 shown += f", predicted {predicted} (p={probs[predicted]:.2f})"

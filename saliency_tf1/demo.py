@@ -142,25 +142,6 @@ def demo_arguments(name: str, image: np.ndarray) -> dict[str, Any]:
     return {}
 
 
-def panel_image(mask: Any) -> np.ndarray:
-    """A mask as an ``[h, w]`` picture in ``[0, 1]`` whose brightest pixel is 1.
-
-    :func:`saliency_tf1.visualization.display_mask`, after dividing a
-    non-negative ``[h, w]`` mask by its maximum: XRAI's region gains are
-    small numbers inside ``[0, 1]`` (about 0.01-0.07 on the demo) that
-    would otherwise be drawn nearly black. Masks already peaking at 1
-    (Grad-CAM) are unchanged.
-    """
-    from .visualization import display_mask
-
-    mask = np.asarray(mask)
-    if mask.ndim == 2 and mask.size and float(np.min(mask)) >= 0:
-        peak = float(np.max(mask))
-        if peak > 0:
-            mask = mask / peak
-    return display_mask(mask)
-
-
 def save_demo_figure(
     images: np.ndarray,
     rows: list[dict[str, np.ndarray]],
@@ -181,7 +162,7 @@ def save_demo_figure(
     true class (red when they differ); ``column_notes`` go under the method
     titles.
     """
-    from .visualization import _pyplot, normalize_image
+    from .visualization import _pyplot, display_mask, normalize_image
 
     plt = _pyplot()
     names = list(rows[0])
@@ -198,7 +179,7 @@ def save_demo_figure(
                          color="black" if row_correct[r] else "tab:red")
             for c, name in enumerate(band, start=1):
                 ax = axes[r, c]
-                ax.imshow(panel_image(masks[name]), cmap="inferno", vmin=0, vmax=1)
+                ax.imshow(display_mask(masks[name]), cmap="inferno", vmin=0, vmax=1)
                 ax.contour(regions[r], levels=[0.5], colors="cyan", linewidths=0.7)
                 if r == 0:
                     note = f"\n{column_notes[name]}" if column_notes else ""

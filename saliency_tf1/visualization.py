@@ -64,9 +64,10 @@ def normalize_image(image: Any) -> np.ndarray:
 def display_mask(mask: Any) -> np.ndarray:
     """A mask as an ``[h, w]`` picture in ``[0, 1]``.
 
-    ``[h, w, c]`` masks go through :func:`VisualizeImageGrayscale`; ``[h, w]``
-    masks already in ``[0, 1]`` are kept, others (e.g. XRAI's region gains)
-    are min-max scaled (a constant mask gives zeros).
+    ``[h, w, c]`` masks go through :func:`VisualizeImageGrayscale`. A
+    non-negative ``[h, w]`` mask is divided by its peak (XRAI's region gains
+    are small numbers, ~0.01-0.07 on the demo; a Grad-CAM map already peaking
+    at 1 is unchanged; zero stays zero); a signed one is min-max scaled.
     """
     mask = np.asarray(mask)
     if mask.ndim == 3:
@@ -74,9 +75,7 @@ def display_mask(mask: Any) -> np.ndarray:
     if mask.ndim != 2:
         raise ValueError(f"mask: expected [h, w] or [h, w, c], got shape {mask.shape}")
     low, high = float(np.min(mask)), float(np.max(mask))
-    if low >= 0 and high <= 1:
-        return mask
-    return _scale(mask, low, high, 0)
+    return _scale(mask, 0.0 if low >= 0 else low, high, 0)
 
 
 def overlay(image: Any, mask: Any, cmap: str = "inferno", alpha: float = 0.5) -> np.ndarray:

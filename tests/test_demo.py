@@ -123,17 +123,3 @@ def test_demo_usage_errors(tmp_path, capsys):
         main(["demo", "--out", str(tmp_path / "x"), "--images", "0"])
     assert info.value.code == 2
     assert not (tmp_path / "x").exists()
-
-
-def test_panel_image_shows_small_region_gains_relative_to_their_peak():
-    from saliency_tf1.demo import panel_image
-    from saliency_tf1.visualization import VisualizeImageGrayscale
-
-    gains = np.full((6, 6), 0.01)
-    gains[2:4, 2:4] = 0.05  # XRAI-like: every value inside [0, 1], all small
-    np.testing.assert_allclose(panel_image(gains), gains / 0.05)
-    cam = np.linspace(0, 1, 36).reshape(6, 6)  # already peaking at 1: unchanged
-    np.testing.assert_array_equal(panel_image(cam), cam)
-    np.testing.assert_array_equal(panel_image(np.zeros((6, 6))), np.zeros((6, 6)))
-    rgb = np.random.default_rng(0).normal(size=(6, 6, 3))
-    np.testing.assert_array_equal(panel_image(rgb), VisualizeImageGrayscale(rgb))

@@ -66,12 +66,16 @@ def test_figures_are_written(tmp_path):
         save_grid([img], [masks, masks], tmp_path / "bad.png")
 
 
-def test_display_mask_scales_only_what_needs_it():
+def test_display_mask_shows_two_d_masks_relative_to_their_peak():
     from saliency_tf1.visualization import display_mask
 
-    gains = np.array([[0.0, 2.0], [4.0, 4.0]])  # e.g. XRAI's region gains
-    np.testing.assert_allclose(display_mask(gains), gains / 4.0)
-    unit = np.array([[0.2, 0.4], [0.6, 0.8]])
-    assert display_mask(unit) is unit or np.array_equal(display_mask(unit), unit)
-    assert not display_mask(np.full((2, 2), 7.0)).any()
-    np.testing.assert_allclose(display_mask(np.ones((2, 2, 3))), np.zeros((2, 2)))
+    gains = np.array([[0.0, 0.02], [0.05, 0.05]])  # e.g. XRAI's region gains
+    np.testing.assert_allclose(display_mask(gains), gains / 0.05)
+    cam = np.array([[0.0, 0.5], [1.0, 0.25]])  # a Grad-CAM map already peaking at 1
+    np.testing.assert_allclose(display_mask(cam), cam)
+    signed = np.array([[-1.0, 0.0], [1.0, 3.0]])
+    np.testing.assert_allclose(display_mask(signed), (signed + 1) / 4)
+    assert not display_mask(np.zeros((2, 2))).any()
+    assert not display_mask(np.full((2, 2), -7.0)).any()
+    rgb = np.random.default_rng(3).normal(size=(4, 4, 3))
+    np.testing.assert_allclose(display_mask(rgb), VisualizeImageGrayscale(rgb))
