@@ -909,17 +909,7 @@ def load_checkpoint(meta_path: Any, *, allow_unsafe_ops: bool = False, checkpoin
     session = _session(graph, config)
     try:
         with graph.as_default():
-            try:
-                saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
-            except (ValueError, KeyError, tf.errors.OpError) as err:
-                raise _import_error(meta_path, err) from err
-            if saver is not None and prefix is not None:
-                try:
-                    saver.restore(session, prefix)
-                except (ValueError, tf.errors.OpError) as err:
-                    raise ValueError(
-                        f"{meta_path}: cannot restore the checkpoint {prefix}: "
-                        f"{str(err).splitlines()[0]}") from err
+            _import_and_restore(session, meta, prefix, meta_path, f"the checkpoint {prefix}")
         hidden = _saver_hidden(graph, meta.saver_def if meta.HasField("saver_def") else None)
         if signature_key in meta.signature_def:
             inputs, outputs = _signature_tensors(graph, meta.signature_def[signature_key])
@@ -930,6 +920,27 @@ def load_checkpoint(meta_path: Any, *, allow_unsafe_ops: bool = False, checkpoin
         raise
     return LoadedModel(graph, session, inputs, outputs, meta_path, kind="checkpoint",
                        _hidden=hidden)
+
+
+def _import_and_restore(session: Any, meta: Any, prefix: str | None, source: str,
+                        what: str) -> None:
+    """Imports ``meta`` into the default graph, then runs its saver's restore of ``prefix``.
+
+    The only op run is the restore op (checked by :func:`check_graph` beforehand
+    unless the caller allowed unsafe ops); ``prefix=None`` restores nothing.
+    """
+    import tensorflow as tf
+
+    try:
+        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
+    except (ValueError, KeyError, tf.errors.OpError) as err:
+        raise _import_error(source, err) from err
+    if saver is not None and prefix is not None:
+        try:
+            saver.restore(session, prefix)
+        except (ValueError, tf.errors.OpError) as err:
+            raise ValueError(
+                f"{source}: cannot restore {what}: {str(err).splitlines()[0]}") from err
 
 
 def _read_saved_model(export_dir: str) -> Any:
@@ -1007,17 +1018,8 @@ def load_saved_model(export_dir: Any, tags: Any = ("serve",),
     session = _session(graph, config)
     try:
         with graph.as_default():
-            try:
-                saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
-            except (ValueError, KeyError, tf.errors.OpError) as err:
-                raise _import_error(export_dir, err) from err
-            if saver is not None:
-                variables = os.path.join(export_dir, "variables", "variables")
-                try:
-                    saver.restore(session, variables)
-                except (ValueError, tf.errors.OpError) as err:
-                    raise ValueError(f"{export_dir}: cannot restore the variables: "
-                                     f"{str(err).splitlines()[0]}") from err
+            _import_and_restore(session, meta, os.path.join(export_dir, "variables", "variables"),
+                                export_dir, "the variables")
             init_op = _saved_model_init_op(graph, meta)
             if init_op is not None:
                 assets = {graph.get_tensor_by_name(a.tensor_info.name):
