@@ -35,7 +35,10 @@ setup(
     description="Fast, batched saliency methods for TensorFlow models in TF1 graph style.",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["saliency_tf1", "saliency_tf1.*", "compat", "compat.*"]),
+    # The repository's top-level compat/ folder installs as saliency_tf1.compat:
+    # nothing goes into site-packages under a generic top-level name.
+    packages=find_packages(include=["saliency_tf1", "saliency_tf1.*"]) + ["saliency_tf1.compat"],
+    package_dir={"saliency_tf1.compat": "compat"},
     python_requires=">=3.10",
     install_requires=[TENSORFLOW, "numpy>=1.25", "matplotlib>=3.5", "tqdm>=4.60"],
     extras_require=EXTRAS,

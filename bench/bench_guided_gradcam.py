@@ -28,9 +28,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np  # noqa: E402
 from common import interleaved_medians, pair_available, print_table, relu_cnn  # noqa: E402
 
-from saliency_tf1.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam  # noqa: E402
-from saliency_tf1.gradients import GradientSaliency  # noqa: E402
-from saliency_tf1.guided_backprop import Deconvnet, GuidedBackprop  # noqa: E402
+from saliency_tf1.methods.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam  # noqa: E402
+from saliency_tf1.methods.gradient import GradientSaliency  # noqa: E402
+from saliency_tf1.methods.guided_backprop import Deconvnet, GuidedBackprop  # noqa: E402
 
 
 def builders(ckpt_dir: str) -> dict:

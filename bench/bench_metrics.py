@@ -34,7 +34,7 @@ from common import print_table  # noqa: E402
 
 from saliency_tf1.datasets import make_shapes  # noqa: E402
 from saliency_tf1.demo import predict, train_demo_model  # noqa: E402
-from saliency_tf1.methods import METHODS, available_methods  # noqa: E402
+from saliency_tf1.catalogue import METHODS, available_methods  # noqa: E402
 from saliency_tf1.metrics import (  # noqa: E402
     deletion,
     insertion,

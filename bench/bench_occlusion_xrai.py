@@ -34,8 +34,8 @@ from common import (  # noqa: E402
 )
 
 from saliency_tf1.datasets import make_shapes  # noqa: E402
-from saliency_tf1.occlusion import Occlusion, window_starts  # noqa: E402
-from saliency_tf1.xrai import XRAI, XRAIParameters  # noqa: E402
+from saliency_tf1.methods.occlusion import Occlusion, window_starts  # noqa: E402
+from saliency_tf1.methods.xrai import XRAI, XRAIParameters  # noqa: E402
 
 
 def timed_once(fn) -> tuple[float, object]:

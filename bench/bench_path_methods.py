@@ -29,8 +29,8 @@ from common import (  # noqa: E402
     v1,
 )
 
-from saliency_tf1.blur_ig import BlurIG, blur_path  # noqa: E402
-from saliency_tf1.integrated_gradients import IntegratedGradients  # noqa: E402
+from saliency_tf1.methods.blur_ig import BlurIG, blur_path  # noqa: E402
+from saliency_tf1.methods.integrated_gradients import IntegratedGradients  # noqa: E402
 
 BATCH = 32  # the classes' default batch_size
 

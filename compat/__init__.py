@@ -1,6 +1,6 @@
 """Adapters between saliency_tf1 and the framework-agnostic core API.
 
-* :mod:`compat.core`: PAIR ``saliency.core``-compatible classes
+* :mod:`saliency_tf1.compat.core`: PAIR ``saliency.core``-compatible classes
   (``GradientSaliency``, ``IntegratedGradients``, ...) that run this
   package's batched algorithms over any ``call_model_function``; the four key
   constants; :func:`create_tf1_call_model_function` (TF1 model -> core API);
@@ -10,7 +10,7 @@
 
 Migrating from ``import saliency.core as saliency``::
 
-    from compat import core as saliency
+    from saliency_tf1.compat import core as saliency
 """
 
 from . import core

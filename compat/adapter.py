@@ -23,7 +23,7 @@ class CoreAdapter:
     method after ``feed_dict``, so positional calls carry over.
 
     ``call_model_function`` is not called: the TF1 method computes the
-    mask. One made by :func:`compat.core.create_tf1_call_model_function` is
+    mask. One made by :func:`saliency_tf1.compat.core.create_tf1_call_model_function` is
     checked to be for the same graph, ``x`` and ``y``; any other callable is
     accepted as it is (the caller vouches it is the same model). An ``x``
     entry in ``call_model_args`` (PAIR's TF1 function writes one there) is
@@ -35,8 +35,8 @@ class CoreAdapter:
 
     Example::
 
-        methods = {"ig": compat.core.IntegratedGradients(),
-                   "guided": compat.core.CoreAdapter(GuidedBackprop(graph, sess, y, x))}
+        methods = {"ig": core.IntegratedGradients(),
+                   "guided": saliency_tf1.compat.core.CoreAdapter(GuidedBackprop(graph, sess, y, x))}
         masks = {name: m.GetMask(image, call_model_function, args) for name, m in methods.items()}
     """
 

@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from saliency_tf1.backend import (
+from saliency_tf1.engine.backend import (
     CONVOLUTION_LAYER_VALUES,
     CONVOLUTION_OUTPUT_GRADIENTS,
     CORE_KEYS,
     INPUT_OUTPUT_GRADIENTS,
     OUTPUT_LAYER_VALUES,
     Backend,
-    PerExample,
 )
-from saliency_tf1.base import check_array
+from saliency_tf1.engine.checks import check_array
+from saliency_tf1.engine.session import PerExample
 
 CallModelFunction = Callable[..., Mapping[str, Any]]
 
@@ -205,7 +205,7 @@ class CallModelBackend(Backend):
         ``x_value`` is one input (or, with ``batched=True``, a batch of
         inputs, ``[N, ...]``); the dtype is its float type (at least float32,
         so uint8 images are given as float32). The core-API classes of
-        :mod:`compat.core` make one per call.
+        :mod:`saliency_tf1.compat.core` make one per call.
         """
         name = "x_batch" if batched else "x_value"
         x = check_array(name, x_value, None, batched=batched)

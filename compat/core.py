@@ -6,7 +6,7 @@ constants below. Every class here has PAIR ``saliency.core`` 0.2.1's name and
 ``GetMask(x_value, call_model_function, call_model_args=None, ...)`` /
 ``GetSmoothedMask(...)`` signatures, and runs the *same* batched kernel as the
 TF1 class of that name (``Cls.from_backend`` over a
-:class:`~compat.call_model.CallModelBackend`): no algorithm lives here.
+:class:`~saliency_tf1.compat.call_model.CallModelBackend`): no algorithm lives here.
 So a PyTorch, JAX, TF2 or NumPy model wrapped in a ``call_model_function``
 gets the same methods, with the same numbers, as a TF1 graph.
 
@@ -30,13 +30,12 @@ Differences from PAIR (how the work is run, not what it computes):
 
 from __future__ import annotations
 
-import functools
-import importlib
 from typing import Any, ClassVar
 
 import numpy as np
 
-from saliency_tf1.backend import (
+from saliency_tf1 import methods as tf1
+from saliency_tf1.engine.backend import (
     CONVOLUTION_LAYER_VALUES,
     CONVOLUTION_OUTPUT_GRADIENTS,
     INPUT_OUTPUT_GRADIENTS,
@@ -70,41 +69,33 @@ __all__ = [
 ]
 
 
-@functools.cache
-def _resolve(target: str) -> Any:
-    """``"module:attr"`` -> the object, imported on first use (XRAI needs scikit-image)."""
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def __getattr__(name: str) -> Any:
-    # XRAI's parameter and output classes come from its module, imported on use
-    # (left out of __all__ so that `import *` works without scikit-image).
+    # XRAI's parameter and output classes, as PAIR's saliency.core exports them.
     if name in ("XRAIParameters", "XRAIOutput"):
-        return _resolve(f"saliency_tf1.xrai:{name}")
+        return getattr(tf1, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class CoreSaliency:
     """Base of the core-API methods: one TF1 method's kernel over a ``call_model_function``.
 
-    Each call makes a :class:`~compat.call_model.CallModelBackend` for the
+    Each call makes a :class:`~saliency_tf1.compat.call_model.CallModelBackend` for the
     input's shape and dtype and runs the TF1 class's public method over it.
     The object holds no state, so one instance serves any number of models
     and threads.
     """
 
-    #: ``"module:Class"`` of the TF1 method whose kernel this class runs.
-    tf1_method: ClassVar[str] = ""
+    #: The TF1 method class whose kernel this class runs.
+    tf1_method: ClassVar[type | None] = None
     #: The keys this method asks the ``call_model_function`` for.
     expected_keys: ClassVar[list[str]] = []
 
     @classmethod
     def tf1_class(cls) -> type:
         """The TF1 method class whose algorithm this class runs."""
-        if not cls.tf1_method:
+        if cls.tf1_method is None:
             raise NotImplementedError(f"{cls.__name__} names no TF1 method (tf1_method)")
-        return _resolve(cls.tf1_method)
+        return cls.tf1_method
 
     def method_for(
         self,
@@ -185,7 +176,7 @@ class GradientSaliency(CoreSaliency):
     With ``GetSmoothedMask``, SmoothGrad.
     """
 
-    tf1_method = "saliency_tf1.gradients:GradientSaliency"
+    tf1_method = tf1.GradientSaliency
     expected_keys = [INPUT_OUTPUT_GRADIENTS]
 
 
@@ -196,7 +187,7 @@ class IntegratedGradients(CoreSaliency):
     the keyword-only extras (``rule``, ``return_error``, ``progress``).
     """
 
-    tf1_method = "saliency_tf1.integrated_gradients:IntegratedGradients"
+    tf1_method = tf1.IntegratedGradients
     expected_keys = [INPUT_OUTPUT_GRADIENTS]
 
     def GetMask(self, x_value: Any, call_model_function: CallModelFunction,
@@ -215,7 +206,7 @@ class BlurIG(CoreSaliency):
     CVPR 2020, arXiv:2004.03383.
     """
 
-    tf1_method = "saliency_tf1.blur_ig:BlurIG"
+    tf1_method = tf1.BlurIG
     expected_keys = [INPUT_OUTPUT_GRADIENTS]
 
     def GetMask(self, x_value: Any, call_model_function: CallModelFunction,
@@ -235,7 +226,7 @@ class GuidedIG(CoreSaliency):
     Method for Removing Noise", CVPR 2021, arXiv:2106.09788.
     """
 
-    tf1_method = "saliency_tf1.guided_ig:GuidedIG"
+    tf1_method = tf1.GuidedIG
     expected_keys = [INPUT_OUTPUT_GRADIENTS]
 
     def GetMask(self, x_value: Any, call_model_function: CallModelFunction,
@@ -254,7 +245,7 @@ class GradCam(CoreSaliency):
     ``CONVOLUTION_OUTPUT_GRADIENTS``, both ``[batch, h, w, c]``.
     """
 
-    tf1_method = "saliency_tf1.grad_cam:GradCam"
+    tf1_method = tf1.GradCam
     expected_keys = [CONVOLUTION_LAYER_VALUES, CONVOLUTION_OUTPUT_GRADIENTS]
 
     def GetMask(self, x_value: Any, call_model_function: CallModelFunction,
@@ -271,7 +262,7 @@ class GradCamPlusPlus(GradCam):
     Not in PAIR; arguments as :class:`GradCam`.
     """
 
-    tf1_method = "saliency_tf1.grad_cam:GradCamPlusPlus"
+    tf1_method = tf1.GradCamPlusPlus
 
 
 class Occlusion(CoreSaliency):
@@ -281,7 +272,7 @@ class Occlusion(CoreSaliency):
     (``stride``, window shape, ``normalize``, ``baseline``, ``batch_size``).
     """
 
-    tf1_method = "saliency_tf1.occlusion:Occlusion"
+    tf1_method = tf1.Occlusion
     expected_keys = [OUTPUT_LAYER_VALUES]
 
     def GetMask(self, x_value: Any, call_model_function: CallModelFunction,
@@ -297,7 +288,7 @@ class XRAI(CoreSaliency):
     arXiv:1906.02825). Needs scikit-image (the ``xrai`` extra).
     """
 
-    tf1_method = "saliency_tf1.xrai:XRAI"
+    tf1_method = tf1.XRAI
     expected_keys = [INPUT_OUTPUT_GRADIENTS]
 
     def GetMask(self, x_value: Any, call_model_function: CallModelFunction,

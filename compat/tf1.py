@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from saliency_tf1.backend import CORE_KEYS, TF1Backend
-from saliency_tf1.base import check_array
+from saliency_tf1.engine.backend import CORE_KEYS, TF1Backend
+from saliency_tf1.engine.checks import check_array
 
 
 class TF1CallModelFunction:
@@ -69,7 +69,7 @@ def create_tf1_call_model_function(
     """Returns a core-API ``call_model_function`` that runs a TF1 model.
 
     The same signature as PAIR ``saliency.tf1``'s function of this name: any
-    core-API method (ours in :mod:`compat.core`, or PAIR's ``saliency.core``)
+    core-API method (ours in :mod:`saliency_tf1.compat.core`, or PAIR's ``saliency.core``)
     can drive the result. Unlike PAIR's it builds its gradient ops once, here
     (shared with every method on the same ``y``/``x``), checks ``graph``,
     ``session``, ``x``, ``y`` and ``conv_layer`` up front, accepts a scalar
@@ -92,6 +92,6 @@ def create_tf1_call_model_function(
     Example::
 
         call_model_function = create_tf1_call_model_function(graph, sess, logits[:, 3], x)
-        mask = compat.core.IntegratedGradients().GetMask(image, call_model_function)
+        mask = core.IntegratedGradients().GetMask(image, call_model_function)
     """
     return TF1CallModelFunction(graph, session, y, x, conv_layer)

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 # Before:  import saliency.core as saliency
-from compat import core as saliency
+from saliency_tf1.compat import core as saliency
 
 CLASS_IDX = "class_idx_str"   # the key PAIR's examples use in call_model_args
 

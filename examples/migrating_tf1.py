@@ -14,7 +14,7 @@ import tensorflow as tf
 
 # Before:  import saliency.tf1 as saliency
 import saliency_tf1 as saliency
-from compat import core  # Before: import saliency.core (and saliency.tf1's call_model_function)
+from saliency_tf1.compat import core  # Before: import saliency.core (and saliency.tf1's call_model_function)
 
 v1 = tf.compat.v1
 

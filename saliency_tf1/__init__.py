@@ -7,17 +7,19 @@ A drop-in superset of PAIR's ``saliency.tf1`` API: every method class takes
 
 from typing import Any
 
-from .backend import PerExample, TF1Backend
-from .base import TF1Saliency
-from .blur_ig import BlurIG
-from .grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam
-from .gradients import GradientSaliency
-from .guided_backprop import Deconvnet, GuidedBackprop
-from .guided_ig import GuidedIG
-from .integrated_gradients import IntegratedGradients
-from .io import LoadedModel, UnsafeGraphError, load_model
-from .methods import METHODS, available_methods
-from .occlusion import Occlusion
+from .catalogue import METHODS, available_methods
+from .engine.backend import TF1Backend
+from .engine.session import PerExample
+from .methods.base import TF1Saliency
+from .methods.blur_ig import BlurIG
+from .methods.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam
+from .methods.gradient import GradientSaliency
+from .methods.guided_backprop import Deconvnet, GuidedBackprop
+from .methods.guided_ig import GuidedIG
+from .methods.integrated_gradients import IntegratedGradients
+from .methods.occlusion import Occlusion
+from .methods.xrai import XRAI, XRAIOutput, XRAIParameters
+from .models import LoadedModel, UnsafeGraphError, load_model
 from .streaming import iter_masks
 from .target import ClassTarget
 from .visualization import (
@@ -27,13 +29,12 @@ from .visualization import (
     save_figure,
     save_grid,
 )
-from .xrai import XRAI, XRAIOutput, XRAIParameters
 
 __version__ = "0.1.0"
 
 # Imported on first use: they subclass TensorFlow classes, so importing them
 # imports TensorFlow.
-_LAZY = {"SaliencyHook": "hooks", "HookedSession": "hooks"}
+_LAZY = {"SaliencyHook": "training", "HookedSession": "training"}
 
 
 def __getattr__(name: str) -> Any:

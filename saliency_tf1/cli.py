@@ -191,7 +191,7 @@ def parse_methods(text: str | None, *, has_conv: bool) -> tuple[list[str], list[
     or a named method that needs ``--conv-tensor`` when there is none, and
     UserError for a named method whose optional dependency is missing.
     """
-    from .methods import METHODS, available_methods
+    from .catalogue import METHODS, available_methods
 
     if text is None or text.strip() == "all":
         names = list(DEFAULT_METHODS) if text is None else available_methods()
@@ -207,10 +207,9 @@ def parse_methods(text: str | None, *, has_conv: bool) -> tuple[list[str], list[
         raise ValueError(f"--method {','.join(need_conv)}: needs --conv-tensor (a conv layer's "
                          "activations [batch, h, w, channels])")
     for name in names:
-        try:
-            METHODS[name].cls()
-        except ImportError as err:
-            raise UserError(f"--method {name}: {err}") from None
+        if not METHODS[name].available():
+            raise UserError(f"--method {name}: needs the Python module(s) "
+                            f"{', '.join(METHODS[name].requires)}; install them first")
     return names, []
 
 
@@ -240,22 +239,6 @@ def parse_feeds(model: Any, items: Sequence[str]) -> dict:
             raise UserError(f"--feed {item!r}: cannot make a {tensor.dtype.name} value of "
                             f"{value!r}: {err}") from None
     return feed
-
-
-def _unfed_placeholders(outputs: Sequence[Any], given: Sequence[Any]) -> list[str]:
-    """Placeholders (without default) that ``outputs`` depend on and ``given`` does not cover."""
-    given_ops = {t.op for t in given}
-    seen, stack, missing = set(), [t.op for t in outputs], []
-    while stack:
-        op = stack.pop()
-        if op in seen or op in given_ops:
-            continue
-        seen.add(op)
-        if op.type == "Placeholder":
-            missing.append(op.name)
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-    return sorted(missing)
 
 
 # ---------------------------------------------------------------------------
@@ -295,7 +278,7 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not os.path.exists(args.model):
         raise UserError(f"{args.model}: model not found")
     if args.model.endswith(_KERAS_SUFFIXES):
-        from .legacy import enable_legacy_keras
+        from .models.legacy import enable_legacy_keras
 
         try:
             enable_legacy_keras()
@@ -304,8 +287,9 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     tf = _import_tensorflow(quiet=not args.debug)
     from tqdm.auto import tqdm
 
-    from .io import UnsafeGraphError, load_model
-    from .methods import METHODS
+    from .catalogue import METHODS
+    from .engine.graph import required_placeholders
+    from .models import UnsafeGraphError, load_model
     from .target import ClassTarget
     from .visualization import display_mask, save_figure
 
@@ -327,7 +311,7 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 if args.conv_tensor is not None else None)
         height, width, channels = _check_tensors(x, logits)
         user_feed = parse_feeds(model, args.feed)
-        missing = _unfed_placeholders([logits], [x, *user_feed])
+        missing = [t.op.name for t in required_placeholders([logits], [x, *user_feed])]
         if missing:
             raise UserError(f"the output depends on placeholder(s) {', '.join(missing)} that "
                             "nothing feeds: give each a value with --feed NAME=VALUE")
@@ -378,7 +362,7 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .methods import METHODS
+    from .catalogue import METHODS
 
     names = None
     if args.methods and args.methods != "all":

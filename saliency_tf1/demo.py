@@ -136,7 +136,7 @@ def demo_arguments(name: str, image: np.ndarray) -> dict[str, Any]:
     runs with the catalogue's arguments (:data:`saliency_tf1.methods.METHODS`).
     """
     if name == "xrai":
-        from .xrai import felzenszwalb_labels, labels_to_masks
+        from .methods.xrai import felzenszwalb_labels, labels_to_masks
 
         return {"segments": labels_to_masks(felzenszwalb_labels(image), dilation_radius=1)}
     return {}
@@ -162,9 +162,9 @@ def save_demo_figure(
     true class (red when they differ); ``column_notes`` go under the method
     titles.
     """
-    from .visualization import _pyplot, display_mask, normalize_image
+    from .visualization import display_mask, normalize_image, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     names = list(rows[0])
     bands = [names[i:i + per_band] for i in range(0, len(names), per_band)]
     n_rows, n_cols = len(rows), max(len(b) for b in bands) + 1
@@ -210,7 +210,7 @@ def format_table(scores: dict[str, dict[str, float]], *, chance: float | None = 
     ``chance``: the region's area, added as a last row (what a uniform mask
     scores, and the pointing game's expected score for a random maximum).
     """
-    from .methods import METHODS
+    from .catalogue import METHODS
 
     rows = [(METHODS[n].title, f"{s['energy_inside']:.3f}", f"{s['pointing_game']:.2f}",
              f"{s['seconds_per_image']:.3f}") for n, s in scores.items()]
@@ -261,7 +261,7 @@ def run_demo(
     """
     from tqdm.auto import tqdm
 
-    from .methods import METHODS, available_methods, get_method
+    from .catalogue import METHODS, available_methods, get_method
     from .metrics import energy_inside, pointing_game
 
     names = list(methods) if methods else available_methods()

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import PerExample
-from .base import check_array, check_positive_int, progress_bar
+from .engine.batching import progress_bar
+from .engine.checks import check_array, check_positive_int
+from .engine.session import PerExample
 
 _CALLS = ("GetMaskBatch", "GetMask", "GetSmoothedMask", "GetMaskWithDetails")
 

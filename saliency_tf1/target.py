@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import SCOPE, PerExample, _tf, check_tensor
-from .base import check_array
+from .engine.checks import check_array
+from .engine.graph import SCOPE, check_tensor, tf_module
+from .engine.session import PerExample
 
 
 class ClassTarget:
@@ -34,7 +35,7 @@ class ClassTarget:
     """
 
     def __init__(self, logits: Any, name: str = "class_target") -> None:
-        tf = _tf()
+        tf = tf_module()
         check_tensor("logits", logits, getattr(logits, "graph", None))
         if logits.shape.rank != 2:
             raise ValueError(f"logits: expected shape [batch, classes], got {logits.shape}")

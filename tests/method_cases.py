@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from saliency_tf1.methods import METHODS, available_methods
+from saliency_tf1.catalogue import METHODS, available_methods
 from saliency_tf1.target import ClassTarget
 
 v1 = tf.compat.v1
@@ -64,7 +64,7 @@ def _xrai_args(call: str) -> dict[str, Any]:
     The other calls get a fixed grid of segments: one list per image for
     GetMaskBatch, whose batches in these tests hold 2 images.
     """
-    from saliency_tf1.xrai import XRAIParameters
+    from saliency_tf1.methods.xrai import XRAIParameters
 
     if call == "GetMask":
         return {"extra_parameters": XRAIParameters(steps=4)}
@@ -134,7 +134,7 @@ def call_targets() -> list[CallTarget]:
         targets.append(CallTarget(name, spec.call, args))
         if spec.call != "GetMask":
             continue
-        cls = spec.cls()
+        cls = spec.cls
         for call in EXTRA_CALLS:
             if hasattr(cls, call):
                 plain = {k: v for k, v in method_args(name, call).items()

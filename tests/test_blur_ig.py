@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.backend import TF1Backend
-from saliency_tf1.base import noisy_copies
-from saliency_tf1.blur_ig import BlurIG, blur_path, gaussian_blur, gaussian_blur_matrix
+from saliency_tf1.compat import CallModelBackend, create_tf1_call_model_function
+from saliency_tf1.engine.backend import TF1Backend
+from saliency_tf1.engine.batching import noisy_copies
+from saliency_tf1.methods.blur_ig import BlurIG, blur_path, gaussian_blur, gaussian_blur_matrix
 
 v1 = tf.compat.v1
 
@@ -76,7 +77,10 @@ def test_graph_blur_equals_numpy_blur_and_fallback(relu_cnn, rng):
     ref_points, ref_change = blur_path(image, sigmas, 0.01, np.float64)
     np.testing.assert_allclose(points, ref_points, atol=1e-6)
     np.testing.assert_allclose(change, ref_change, atol=1e-5 * np.abs(ref_change).max())
-    numpy_only = BlurIG.from_backend(method.backend)
+    # The same model through the core API: a backend that is not a TF1Backend.
+    call_model = create_tf1_call_model_function(relu_cnn.graph, relu_cnn.session, relu_cnn.y,
+                                                relu_cnn.x)
+    numpy_only = BlurIG.from_backend(CallModelBackend.for_input(image, call_model))
     assert numpy_only._graph_blur is None
     expected = method.GetMask(image, max_sigma=5, steps=10)
     np.testing.assert_allclose(numpy_only.GetMask(image, max_sigma=5, steps=10), expected,
@@ -218,8 +222,12 @@ def test_bad_input(relu_cnn, counting):
         with pytest.raises(ValueError, match=r"x: BlurIG blurs the spatial axes of \[batch, H, "
                                              r"W, C\] images; got x of shape \[None, 6\]"):
             BlurIG(graph, session, y, flat)
-        # Over any backend (as the core-API layer builds it) the check is at call time.
-        loose = BlurIG.from_backend(TF1Backend(graph, session, y, flat))
+        # Over any backend whose input shape is known the check is at construction ...
+        with pytest.raises(ValueError, match=r"got inputs of shape \[None, 6\]"):
+            BlurIG.from_backend(TF1Backend(graph, session, y, flat))
+        # ... and at call time where the backend leaves the shape open.
+        call_model = create_tf1_call_model_function(graph, session, y, flat)
+        loose = BlurIG.from_backend(CallModelBackend(call_model))
         with pytest.raises(ValueError, match=r"H x W x C image; expected an input of rank 3, "
                                              r"got shape \(6,\)"):
             loose.GetMask(np.ones(6, np.float32))

@@ -32,9 +32,9 @@ from saliency_tf1.cli import (
     to_model_input,
 )
 from saliency_tf1.demo import build_cnn
-from saliency_tf1.grad_cam import GradCam
-from saliency_tf1.gradients import GradientSaliency
-from saliency_tf1.methods import available_methods
+from saliency_tf1.methods.grad_cam import GradCam
+from saliency_tf1.methods.gradient import GradientSaliency
+from saliency_tf1.catalogue import available_methods
 from saliency_tf1.target import ClassTarget
 
 Image = pytest.importorskip("PIL.Image")

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from compat import core
-from compat.call_model import CallModelBackend, check_call_model_output
+from saliency_tf1.compat import core
+from saliency_tf1.compat.call_model import CallModelBackend, check_call_model_output
 from saliency_tf1 import ClassTarget
-from saliency_tf1 import backend as spine
-from saliency_tf1.backend import PerExample
+from saliency_tf1.engine import backend as spine
+from saliency_tf1 import PerExample
 
 v1 = tf.compat.v1
 
@@ -71,30 +71,30 @@ class Case:
 
 
 CASES = [
-    Case("gradient", "saliency_tf1.gradients:GradientSaliency", "GradientSaliency"),
-    Case("smoothgrad", "saliency_tf1.gradients:GradientSaliency", "GradientSaliency",
+    Case("gradient", "saliency_tf1.methods.gradient:GradientSaliency", "GradientSaliency"),
+    Case("smoothgrad", "saliency_tf1.methods.gradient:GradientSaliency", "GradientSaliency",
          call="GetSmoothedMask", kwargs={"nsamples": 4, "stdev_spread": 0.1}),
-    Case("ig", "saliency_tf1.integrated_gradients:IntegratedGradients", "IntegratedGradients",
+    Case("ig", "saliency_tf1.methods.integrated_gradients:IntegratedGradients", "IntegratedGradients",
          kwargs={"x_steps": 8}),
-    Case("smooth_ig", "saliency_tf1.integrated_gradients:IntegratedGradients",
+    Case("smooth_ig", "saliency_tf1.methods.integrated_gradients:IntegratedGradients",
          "IntegratedGradients", call="GetSmoothedMask",
          kwargs={"nsamples": 3, "magnitude": False, "x_steps": 5}),
-    Case("occlusion", "saliency_tf1.occlusion:Occlusion", "Occlusion",
+    Case("occlusion", "saliency_tf1.methods.occlusion:Occlusion", "Occlusion",
          kwargs={"size": 5, "value": 0.5}),
-    Case("blurig", "saliency_tf1.blur_ig:BlurIG", "BlurIG",
+    Case("blurig", "saliency_tf1.methods.blur_ig:BlurIG", "BlurIG",
          kwargs={"max_sigma": 4, "steps": 12}),
-    Case("blurig_sqrt", "saliency_tf1.blur_ig:BlurIG", "BlurIG",
+    Case("blurig_sqrt", "saliency_tf1.methods.blur_ig:BlurIG", "BlurIG",
          kwargs={"max_sigma": 6, "steps": 8, "sqrt": True}),
-    Case("guidedig", "saliency_tf1.guided_ig:GuidedIG", "GuidedIG",
+    Case("guidedig", "saliency_tf1.methods.guided_ig:GuidedIG", "GuidedIG",
          kwargs={"x_steps": 10, "fraction": 0.3, "max_dist": 0.1}),
-    Case("gradcam", "saliency_tf1.grad_cam:GradCam", "GradCam", conv=True),
-    Case("gradcam_raw", "saliency_tf1.grad_cam:GradCam", "GradCam", conv=True,
+    Case("gradcam", "saliency_tf1.methods.grad_cam:GradCam", "GradCam", conv=True),
+    Case("gradcam_raw", "saliency_tf1.methods.grad_cam:GradCam", "GradCam", conv=True,
          kwargs={"should_resize": False, "three_dims": False}),
-    Case("gradcam_plus_plus", "saliency_tf1.grad_cam:GradCamPlusPlus", "GradCamPlusPlus",
+    Case("gradcam_plus_plus", "saliency_tf1.methods.grad_cam:GradCamPlusPlus", "GradCamPlusPlus",
          conv=True, in_pair=False),
-    Case("xrai", "saliency_tf1.xrai:XRAI", "XRAI", kwargs=lambda pair: {
+    Case("xrai", "saliency_tf1.methods.xrai:XRAI", "XRAI", kwargs=lambda pair: {
         "extra_parameters": xrai_parameters(pair, steps=6)}),
-    Case("xrai_details", "saliency_tf1.xrai:XRAI", "XRAI", call="GetMaskWithDetails",
+    Case("xrai_details", "saliency_tf1.methods.xrai:XRAI", "XRAI", call="GetMaskWithDetails",
          kwargs=lambda pair: {"extra_parameters": xrai_parameters(
              pair, steps=5, return_xrai_segments=True, algorithm="fast")}),
 ]
@@ -343,7 +343,7 @@ def test_tf1_call_model_function_errors(relu_cnn, rng):
 def test_core_classes_accept_pairs_tf1_call_model_function(selector_cnn, rng):
     """A call_model_function written for PAIR (its own TF1 helper) drives our core classes."""
     pair_tf1 = pytest.importorskip("saliency.tf1")
-    from saliency_tf1.integrated_gradients import IntegratedGradients
+    from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 
     m = selector_cnn
     k = m.extra["k"]
@@ -357,7 +357,7 @@ def test_core_classes_accept_pairs_tf1_call_model_function(selector_cnn, rng):
 
 
 def test_call_model_args_select_the_class(selector_cnn, rng):
-    from saliency_tf1.gradients import GradientSaliency
+    from saliency_tf1.methods.gradient import GradientSaliency
 
     m = selector_cnn
     k = m.extra["k"]
@@ -587,7 +587,7 @@ def test_backend_rejects_keys_it_cannot_ask_for():
 
 
 def test_adapter_runs_the_tf1_method_with_args_as_feed(selector_cnn, rng):
-    from saliency_tf1.integrated_gradients import IntegratedGradients
+    from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 
     m = selector_cnn
     k = m.extra["k"]
@@ -616,7 +616,7 @@ def test_adapter_runs_the_tf1_method_with_args_as_feed(selector_cnn, rng):
 
 
 def test_adapter_errors(selector_cnn, relu_cnn):
-    from saliency_tf1.gradients import GradientSaliency
+    from saliency_tf1.methods.gradient import GradientSaliency
 
     m = selector_cnn
     adapted = core.CoreAdapter(GradientSaliency(m.graph, m.session, m.y, m.x))
@@ -636,7 +636,7 @@ def test_adapter_errors(selector_cnn, relu_cnn):
 def test_adapter_stands_in_for_pairs_core_integrated_gradients_inside_pair_xrai(relu_cnn, rng):
     """PAIR's core XRAI calls its IG object the core way; our TF1 IG, adapted, fits there."""
     pair = pytest.importorskip("saliency.core")
-    from saliency_tf1.integrated_gradients import IntegratedGradients
+    from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 
     m = relu_cnn
     x = rng.uniform(0, 1, (16, 16, 3)).astype(np.float32)

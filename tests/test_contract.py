@@ -35,8 +35,8 @@ from method_cases import (  # noqa: E402
     make_inputs,
 )
 
-from saliency_tf1.backend import PerExample  # noqa: E402
-from saliency_tf1.methods import METHODS, available_methods  # noqa: E402
+from saliency_tf1 import PerExample  # noqa: E402
+from saliency_tf1.catalogue import METHODS, available_methods  # noqa: E402
 
 v1 = tf.compat.v1
 
@@ -400,7 +400,7 @@ def _applies(target: CallTarget, case: Case) -> bool:
     """Whether ``case`` applies to ``target``'s call (decided from the class, before building)."""
     if case.calls is not None and target.call not in case.calls:
         return False
-    return not case.needs or target.accepts(METHODS[target.name].cls(), case.needs)
+    return not case.needs or target.accepts(METHODS[target.name].cls, case.needs)
 
 
 APPLICABLE = [(t, c) for t in TARGETS for c in CASES if _applies(t, c)]

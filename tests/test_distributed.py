@@ -18,8 +18,8 @@ import pytest
 import tensorflow as tf
 from method_cases import build_model, call_targets, make_inputs
 
-from saliency_tf1.backend import PerExample
-from saliency_tf1.integrated_gradients import IntegratedGradients
+from saliency_tf1 import PerExample
+from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 from saliency_tf1.streaming import iter_masks
 
 v1 = tf.compat.v1

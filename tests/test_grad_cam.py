@@ -8,9 +8,9 @@ import tensorflow as tf
 from conftest import Model
 
 from saliency_tf1 import ClassTarget
-from saliency_tf1.backend import TF1Backend
-from saliency_tf1.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam, resize_matrix
-from saliency_tf1.guided_backprop import GuidedBackprop
+from saliency_tf1.engine.backend import TF1Backend
+from saliency_tf1.methods.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam, resize_matrix
+from saliency_tf1.methods.guided_backprop import GuidedBackprop
 
 v1 = tf.compat.v1
 
@@ -200,7 +200,7 @@ def test_numpy_path_from_core_keys_gives_the_same_numbers(cls, pooled, rng):
     target = pooled.extra["target"]
     graph_side = cls(pooled.graph, pooled.session, pooled.y, pooled.x, pooled.conv)
     # A backend with only the core API's keys, as the compat layer hands over.
-    input_gradients = graph_side.backend._fetches["INPUT_OUTPUT_GRADIENTS"]
+    input_gradients = graph_side.backend.fetches["INPUT_OUTPUT_GRADIENTS"]
     core = TF1Backend(pooled.graph, pooled.session, pooled.y, pooled.x, pooled.conv,
                       input_gradients=input_gradients)
     assert not [k for k in core.keys if k.startswith("saliency_tf1/")]

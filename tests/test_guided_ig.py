@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.base import noisy_copies
-from saliency_tf1.guided_ig import GuidedIG
+from saliency_tf1.engine.batching import noisy_copies
+from saliency_tf1.methods.guided_ig import GuidedIG
 
 v1 = tf.compat.v1
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from saliency_tf1.datasets import CLASS_NAMES, make_shapes
 from saliency_tf1.demo import build_cnn
-from saliency_tf1.gradients import GradientSaliency
+from saliency_tf1.methods.gradient import GradientSaliency
 from saliency_tf1.hooks import MASK_KINDS, HookedSession, SaliencyHook, encode_png
 from saliency_tf1.target import ClassTarget
 from saliency_tf1.visualization import VisualizeImageGrayscale, normalize_image
@@ -24,7 +24,7 @@ SIZE = 32
 
 def _ig_available() -> bool:
     try:
-        from saliency_tf1.integrated_gradients import IntegratedGradients  # noqa: F401
+        from saliency_tf1.methods.integrated_gradients import IntegratedGradients  # noqa: F401
     except ImportError:
         return False
     return True
@@ -152,7 +152,7 @@ def test_masks_at_last_step_equal_direct_computation(monitored_run, shapes):
                 for k in range(3)]),
         }
         if "integrated" in MASKS:
-            from saliency_tf1.integrated_gradients import IntegratedGradients
+            from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 
             ig = IntegratedGradients(graph, session, target.y, x)
             direct["integrated"] = np.stack([

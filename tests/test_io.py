@@ -19,14 +19,14 @@ import tensorflow as tf
 from method_cases import grid_segments, method_args
 
 from saliency_tf1.demo import build_cnn
-from saliency_tf1.io import (
+from saliency_tf1.models import (
     LoadedModel,
     load_checkpoint,
     load_frozen_graph,
     load_model,
     load_saved_model,
 )
-from saliency_tf1.methods import METHODS, available_methods
+from saliency_tf1.catalogue import METHODS, available_methods
 from saliency_tf1.target import ClassTarget
 
 v1 = tf.compat.v1
@@ -49,7 +49,7 @@ def _args(name: str) -> dict:
     """Cheap arguments; XRAI on a fixed grid of segments (no segmentation run)."""
     if name != "xrai":
         return method_args(name)
-    from saliency_tf1.xrai import XRAIParameters
+    from saliency_tf1.methods.xrai import XRAIParameters
 
     return {"extra_parameters": XRAIParameters(steps=4, experimental_params={"min_pixel_diff": 0}),
             "segments": grid_segments(SIZE)}

@@ -30,8 +30,8 @@ import textwrap
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.legacy import LEGACY_KERAS_ENV, enable_legacy_keras
-from saliency_tf1.methods import available_methods
+from saliency_tf1.models.legacy import LEGACY_KERAS_ENV, enable_legacy_keras
+from saliency_tf1.catalogue import available_methods
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -41,7 +41,7 @@ CAM_METHODS = {"gradcam", "gradcampp", "guidedgradcam"}
 SCRIPT = textwrap.dedent('''
     import importlib, json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from saliency_tf1 import legacy
+    from saliency_tf1.models import legacy
     report = {"before_import": legacy.tensorflow_uses_legacy_keras()}
     legacy.enable_legacy_keras()                 # first: before TensorFlow is imported
     import numpy as np
@@ -49,11 +49,11 @@ SCRIPT = textwrap.dedent('''
     import tf_slim as slim
     from tf_slim.nets import resnet_v1
     from method_cases import grid_segments, method_args
-    from saliency_tf1.gradients import GradientSaliency
-    from saliency_tf1.io import load_keras_model
-    from saliency_tf1.methods import METHODS, available_methods
+    from saliency_tf1.methods.gradient import GradientSaliency
+    from saliency_tf1.models import load_keras_model
+    from saliency_tf1.catalogue import METHODS, available_methods
     from saliency_tf1.target import ClassTarget
-    from saliency_tf1.xrai import XRAIParameters
+    from saliency_tf1.methods.xrai import XRAIParameters
 
     v1 = tf.compat.v1
     out = sys.argv[1]
@@ -262,7 +262,7 @@ def test_enabling_after_tensorflow_was_imported_raises(monkeypatch):
 
 
 def test_keras_loader_needs_the_switch(monkeypatch):
-    from saliency_tf1.io import load_keras_model
+    from saliency_tf1.models import load_keras_model
 
     monkeypatch.setattr(tf, "_tf_uses_legacy_keras", False, raising=False)
     with pytest.raises(RuntimeError, match=LEGACY_KERAS_ENV):

@@ -209,7 +209,7 @@ def test_tf1_model_function_feeds_and_fixed_batch():
 
 
 def test_backend_model_function(relu_cnn, rng):
-    from saliency_tf1.gradients import GradientSaliency
+    from saliency_tf1.methods.gradient import GradientSaliency
 
     m = relu_cnn
     method = GradientSaliency(m.graph, m.session, m.y, m.x)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.gradients import GradientSaliency
+from saliency_tf1.methods.gradient import GradientSaliency
 from saliency_tf1.metrics.sanity import (
     mask_similarity,
     model_layers,

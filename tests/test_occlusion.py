@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.backend import PerExample
-from saliency_tf1.occlusion import Occlusion, sum_over_windows, window_starts
+from saliency_tf1 import PerExample
+from saliency_tf1.methods.occlusion import Occlusion, sum_over_windows, window_starts
 
 v1 = tf.compat.v1
 
@@ -161,7 +161,7 @@ def test_smoothed_mask_without_noise_is_the_mask(relu_cnn, rng):
     smooth = method.GetSmoothedMask(image, stdev_spread=0.0, nsamples=3, magnitude=False,
                                     seed=0, size=6, stride=2, batch_size=16)
     np.testing.assert_allclose(smooth, plain, rtol=1e-5, atol=1e-6)
-    assert method._rows_per_input(size=6, stride=2) == 6 * 6 + 1
+    assert method.plan(image, "GetSmoothedMask", size=6, stride=2).rows_per_input == 6 * 6 + 1
 
 
 def test_scalar_y_and_uint8_input(rng):

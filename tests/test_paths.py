@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from saliency_tf1.paths import RULES, check_baselines, quadrature
+from saliency_tf1.engine.checks import check_baselines
+from saliency_tf1.engine.paths import RULES, quadrature
 
 EXACT = math.e - 1.0  # integral_0^1 exp(a) da
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.gradients import GradientSaliency
-from saliency_tf1.integrated_gradients import IntegratedGradients
+from saliency_tf1.methods.gradient import GradientSaliency
+from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 from saliency_tf1.streaming import iter_masks
 from saliency_tf1.target import ClassTarget
 

@@ -17,9 +17,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from saliency_tf1.io import (
-    CONDITIONALLY_UNSAFE_OPS,
-    SAVER_OPS,
+from saliency_tf1.models import (
     UNSAFE_OPS,
     UnsafeGraphError,
     find_unsafe_ops,
@@ -28,6 +26,8 @@ from saliency_tf1.io import (
     load_model,
     load_saved_model,
 )
+
+from saliency_tf1.models.guard import CONDITIONALLY_UNSAFE_OPS, SAVER_OPS
 
 v1 = tf.compat.v1
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.backend import PerExample
-from saliency_tf1.xrai import (
+from saliency_tf1 import PerExample
+from saliency_tf1.methods.xrai import (
     XRAI,
     SegmentIndex,
     XRAIOutput,
@@ -222,7 +222,7 @@ def test_segmentation_labels_cover_image_at_six_scales(rng):
 
 def test_segmentation_runs_once_per_image(linear_xrai, rng, monkeypatch):
     pytest.importorskip("skimage")
-    import saliency_tf1.xrai as module
+    import saliency_tf1.methods.xrai as module
 
     calls = []
     real = module.felzenszwalb_labels

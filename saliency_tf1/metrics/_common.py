@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..base import check_array, check_positive_int, progress_bar
+from ..engine.batching import progress_bar
+from ..engine.checks import check_array, check_positive_int
 
 #: A model as the metrics see it: a batch of inputs ``[n, ...]`` in, one score
 #: per row (``[n]``) or one score per class and row (``[n, classes]``) out.

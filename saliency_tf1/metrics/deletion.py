@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..base import check_finite_number, check_positive_int
+from ..engine.checks import check_finite_number, check_positive_int
 from ._common import (
     ModelFunction,
     check_images_masks,

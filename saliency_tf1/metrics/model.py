@@ -17,15 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import (
-    OUTPUT_LAYER_VALUES,
-    PerExample,
-    _tf,
-    cached_ops,
-    check_tensor,
-    depends_on,
-    required_placeholders,
-)
+from ..engine.backend import OUTPUT_LAYER_VALUES
+from ..engine.graph import cached_ops, check_tensor, depends_on, tf_module
+from ..engine.session import SessionRunner, check_graph_and_session, check_input_tensor
 from ._common import ModelFunction
 
 
@@ -57,12 +51,9 @@ def tf1_model_function(
     Returns:
       ``model(rows: np.ndarray) -> np.ndarray`` of shape ``[n, classes]`` or ``[n]``.
     """
-    tf = _tf()
-    if not isinstance(graph, tf.Graph):
-        raise TypeError(f"graph: expected a tf.Graph, got {type(graph).__name__}")
-    if getattr(session, "graph", None) is not graph:
-        raise ValueError("session: expected a session on the `graph` argument")
-    check_tensor("x", x, graph)
+    tf = tf_module()
+    check_graph_and_session(graph, session)
+    check_input_tensor(x, graph)
     check_tensor("outputs", outputs, graph)
     if outputs.shape.rank not in (1, 2):
         raise ValueError(
@@ -73,33 +64,11 @@ def tf1_model_function(
     fetch = outputs
     if softmax and outputs.shape.rank == 2:
         fetch = cached_ops(graph, ("softmax", outputs.name), lambda: tf.nn.softmax(outputs))
-
-    feed: dict[Any, Any] = {}
-    for key, value in (feed_dict or {}).items():
-        if isinstance(value, PerExample):
-            raise TypeError("feed_dict: PerExample values are not supported by model functions")
-        tensor = graph.as_graph_element(key) if isinstance(key, str) else key
-        check_tensor(f"feed_dict key {key!r}", tensor, graph)
-        feed[tensor] = value
-    missing = [t.name for t in required_placeholders([fetch], [x, *feed])]
-    if missing:
-        raise ValueError(f"feed_dict: missing a value for placeholder(s) {missing}")
-    dtype = np.dtype(x.dtype.as_numpy_dtype)
-    fixed = x.shape.as_list()[0]
+    runner = SessionRunner(graph, session, x, {"outputs": fetch})
+    feed = runner.prepare_feed(feed_dict, 1, per_example=False)
 
     def model(rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=dtype)
-        n = len(rows)
-        if fixed is None:
-            return np.asarray(session.run(fetch, {**feed, x: rows}))
-        parts = []
-        for start in range(0, n, fixed):
-            chunk = rows[start:start + fixed]
-            real = len(chunk)
-            if real < fixed:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
-            parts.append(np.asarray(session.run(fetch, {**feed, x: chunk}))[:real])
-        return np.concatenate(parts)
+        return runner.run(rows, ["outputs"], feed)["outputs"]
 
     return model
 

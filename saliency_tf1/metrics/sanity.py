@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..base import progress_bar
+from ..engine.batching import progress_bar
 from ._common import importance_map
 
 MEASURES = ("spearman_abs", "spearman", "ssim")

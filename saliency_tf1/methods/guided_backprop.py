@@ -15,8 +15,9 @@ import threading
 import warnings
 from typing import Any
 
-from .backend import TF1Backend, _tf, cached_ops
-from .gradients import GradientSaliency
+from ..engine.backend import Backend, TF1Backend
+from ..engine.graph import cached_ops, tf_module
+from .gradient import GradientSaliency
 
 #: The backward rules, by mode: the name under which each is registered with
 #: ``tf.RegisterGradient``. The names are private to this package.
@@ -33,7 +34,7 @@ _REGISTER_LOCK = threading.Lock()
 
 def _local_gradient(op: Any, grad: Any) -> Any:
     """``f'(input) * grad`` for a ReLU-like op ``f``, with TF's own gradient kernels."""
-    tf = _tf()
+    tf = tf_module()
     raw = tf.raw_ops
     kind = op.type
     if kind == "Relu":
@@ -53,13 +54,13 @@ def _local_gradient(op: Any, grad: Any) -> Any:
 def _guided_gradient(op: Any, grad: Any) -> Any:
     # Guided backprop: the op's own derivative, applied to the positive part
     # of the incoming gradient only.
-    return _local_gradient(op, _tf().nn.relu(grad))
+    return _local_gradient(op, tf_module().nn.relu(grad))
 
 
 def _deconvnet_gradient(op: Any, grad: Any) -> Any:
     # Deconvnet: the positive part of the incoming gradient, whatever the input.
     del op
-    return _tf().nn.relu(grad)
+    return tf_module().nn.relu(grad)
 
 
 def register_gradients() -> None:
@@ -68,7 +69,7 @@ def register_gradients() -> None:
     ``tf.RegisterGradient`` refuses a name twice (KeyError); that is the only
     record kept, so there is no module or class flag to go stale.
     """
-    tf = _tf()
+    tf = tf_module()
     with _REGISTER_LOCK:
         for mode, fn in (("guided", _guided_gradient), ("deconvnet", _deconvnet_gradient)):
             # KeyError: registered already (this process imported us before).
@@ -204,7 +205,7 @@ def _has_function_attr(node: Any) -> bool:
 
 
 def _build_gated_gradients(graph: Any, y: Any, x: Any, mode: str) -> Any:
-    tf = _tf()
+    tf = tf_module()
     v1 = tf.compat.v1
     register_gradients()
     ops = path_ops(y, x)
@@ -353,10 +354,10 @@ class GuidedBackprop(GradientSaliency):
     _mode = "guided"
     graph_only = True
 
-    def __init__(self, graph: Any, session: Any, y: Any, x: Any,
-                 tmp_ckpt_path: str | None = None) -> None:
+    def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
+                 tmp_ckpt_path: str | None = None, *, backend: Backend | None = None) -> None:
         del tmp_ckpt_path  # nothing is written
-        super().__init__(graph, session, y, x)
+        super().__init__(graph, session, y, x, backend=backend)
 
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> TF1Backend:
         return TF1Backend(graph, session, y, x,

@@ -7,19 +7,18 @@ from typing import Any
 
 import numpy as np
 
-from .backend import INPUT_OUTPUT_GRADIENTS
-from .base import TF1Saliency, check_finite_number, check_positive_int, progress_bar
-from .paths import check_baselines
+from ..engine.backend import INPUT_OUTPUT_GRADIENTS
+from ..engine.batching import progress_bar
+from ..engine.checks import (
+    check_baselines,
+    check_no_extra,
+    check_positive_int,
+    check_unit_interval,
+)
+from .base import TF1Saliency
 
 #: Tolerance of "the step's L1 distance has been reached".
 EPSILON = 1e-9
-
-
-def _check_unit(name: str, value: Any) -> float:
-    value = check_finite_number(name, value, minimum=0.0)
-    if value > 1.0:
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value}")
-    return value
 
 
 def guided_step(
@@ -130,18 +129,26 @@ class GuidedIG(TF1Saliency):
           progress: show a progress bar over the steps (``None``: for long runs on a
             terminal).
         """
-        x = self._check_inputs(x_value, "x_value", batched=False)
-        check_baselines(x_baseline, x[None], per_input=False)
-        return self._run_batch(x[None], feed_dict, batch_size, x_baseline=x_baseline,
-                               x_steps=x_steps, fraction=fraction, max_dist=max_dist,
-                               progress=progress)[0]
+        return super().GetMask(x_value, feed_dict, batch_size=batch_size,
+                               x_baseline=x_baseline, x_steps=x_steps, fraction=fraction,
+                               max_dist=max_dist, progress=progress)
 
-    def _masks(self, inputs, sources, feed, batch_size, x_baseline=None, x_steps=200,
-               fraction=0.25, max_dist=0.02, progress=None):
-        steps = check_positive_int("x_steps", x_steps)
-        fraction = _check_unit("fraction", fraction)
-        max_dist = _check_unit("max_dist", max_dist)
-        baselines = check_baselines(x_baseline, inputs)
+    def _check_args(self, xs, call, x_baseline=None, x_steps=200, fraction=0.25,
+                    max_dist=0.02, progress=None, **kwargs):
+        check_no_extra(f"GuidedIG.{call}", kwargs)
+        args = {
+            "baselines": check_baselines(x_baseline, xs, per_input=call == "GetMaskBatch"),
+            "steps": check_positive_int("x_steps", x_steps),
+            "fraction": check_unit_interval("fraction", fraction),
+            "max_dist": check_unit_interval("max_dist", max_dist),
+            "progress": progress,
+        }
+        return args, 1  # one row per path per run
+
+    def _masks(self, inputs, sources, feed, batch_size, baselines, steps, fraction, max_dist,
+               progress):
+        if len(baselines) > 1:
+            baselines = baselines[sources]
         count = len(inputs)
         x_input = inputs.astype(np.float64).reshape(count, -1)
         x_base = np.broadcast_to(baselines.astype(np.float64).reshape(len(baselines), -1),

@@ -3,9 +3,10 @@
 :class:`SaliencyHook` plugs into ``tf.compat.v1.train.MonitoredTrainingSession``
 (or a plain session loop through :class:`HookedSession`). Every ``every_n_steps``
 global steps, when the session is created and at the end, it explains a fixed
-set of samples with the vanilla gradient, SmoothGrad, Integrated Gradients and
-SmoothGrad-IG (each switchable), for a class fixed per sample (the one the model
-predicts for the clean input at that step, or the true label), and writes
+set of samples with any methods of the catalogue (:mod:`saliency_tf1.catalogue`;
+by default the vanilla gradient, SmoothGrad, Integrated Gradients and
+SmoothGrad-IG), for a class fixed per sample (the one the model predicts for
+the clean input at that step, or the true label), and writes
 TensorBoard image summaries (input, grayscale mask, mask over the input in a
 perceptual colormap), a text summary of the explained class and, optionally,
 one PNG grid per trigger.
@@ -22,62 +23,64 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .backend import _tf, check_tensor
-from .base import check_array, check_finite_number, check_positive_int
-from .visualization import VisualizeImageGrayscale, normalize_image, overlay, save_grid
+from ..catalogue import MethodSpec, get_method
+from ..engine.checks import check_array, check_positive_int
+from ..engine.graph import check_tensor, tf_module
+from ..visualization import display_mask, encode_png, normalize_image, overlay, save_grid
 
 _LOG = logging.getLogger(__name__)
 
-#: The masks the hook can compute, in the order they are shown:
-#: ``name -> ("module:Class", smoothed)``.
-MASK_KINDS: dict[str, tuple[str, bool]] = {
-    "vanilla": ("saliency_tf1.gradients:GradientSaliency", False),
-    "smoothed": ("saliency_tf1.gradients:GradientSaliency", True),
-    "integrated": ("saliency_tf1.integrated_gradients:IntegratedGradients", False),
-    "smoothed_integrated": ("saliency_tf1.integrated_gradients:IntegratedGradients", True),
+#: The masks traced when ``methods`` is not given: catalogue names and arguments.
+DEFAULT_METHODS: Mapping[str, Mapping[str, Any]] = {
+    "gradient": {},
+    "smoothgrad": {"nsamples": 10},
+    "ig": {"x_steps": 25},
+    "smoothig": {"x_steps": 25, "nsamples": 10},
 }
 
 
-def _load_class(target: str) -> type:
-    import importlib
+def check_methods(methods: Any, has_conv: bool) -> dict[str, tuple[MethodSpec, dict]]:
+    """``{name: (spec, arguments)}`` from catalogue names with their arguments.
 
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-# ---------------------------------------------------------------------------
-# Small helpers
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Encodes a uint8 ``[h, w]`` or ``[h, w, c]`` (c in 1..4) array as PNG bytes (zlib only)."""
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise TypeError(f"image: expected a uint8 array, got {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"image: expected shape [h, w] or [h, w, 1..4], got {arr.shape}")
-    height, width, channels = arr.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    raw = b"".join(b"\x00" + arr[row].tobytes() for row in range(height))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
-            + chunk(b"IEND", b""))
+    ``methods`` is a name, a sequence of names or ``(name, {arguments})``
+    pairs, or a mapping ``{name: {arguments}}``; the arguments are those of
+    the method's call (for a smoothed method, ``GetSmoothedMask``'s too) and
+    override the catalogue's.
+    """
+    if isinstance(methods, str):
+        methods = [methods]
+    if isinstance(methods, Mapping):
+        items = list(methods.items())
+    elif isinstance(methods, Iterable):
+        items = [(m, {}) if isinstance(m, str) else tuple(m) for m in methods]
+    else:
+        raise TypeError(f"methods: expected catalogue names, (name, arguments) pairs or a "
+                        f"mapping, got {type(methods).__name__}")
+    if not items:
+        raise ValueError("methods: expected at least one method, got none")
+    out: dict[str, tuple[MethodSpec, dict]] = {}
+    for item in items:
+        if len(item) != 2 or not isinstance(item[1], Mapping):
+            raise TypeError(f"methods: expected (name, {{arguments}}) pairs, got {item!r}")
+        name, arguments = item
+        spec = get_method(name)
+        if spec.needs_conv and not has_conv:
+            raise ValueError(f"methods: {name!r} needs conv_layer= (a [batch, h, w, c] tensor)")
+        if not spec.available():
+            raise ValueError(f"methods: {name!r} needs the Python module(s) "
+                             f"{', '.join(spec.requires)}; install them or leave it out")
+        if "seed" in arguments:
+            raise ValueError(f"methods[{name!r}]: the hook seeds each sample (seed + k); pass "
+                             "seed= to the hook instead")
+        out[name] = (spec, {**spec.kwargs, **arguments})
+    return out
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -178,13 +181,14 @@ class TriggerRecord:
     masks: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
 
-class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
+class SaliencyHook(tf_module().compat.v1.train.SessionRunHook):
     """Explains a fixed set of samples every ``every_n_steps`` steps, and at the end.
 
-    The traced masks are the vanilla gradient (Simonyan et al., 2013,
-    arXiv:1312.6034), SmoothGrad (Smilkov et al., 2017, arXiv:1706.03825),
-    Integrated Gradients (Sundararajan et al., 2017, arXiv:1703.01365) and
-    SmoothGrad over IG, each for the class chosen per sample by ``class_from``.
+    The traced masks are those of ``methods``, any methods of the catalogue
+    (by default the vanilla gradient, Simonyan et al., 2013, arXiv:1312.6034;
+    SmoothGrad, Smilkov et al., 2017, arXiv:1706.03825; Integrated Gradients,
+    Sundararajan et al., 2017, arXiv:1703.01365; and SmoothGrad over IG), each
+    for the class chosen per sample by ``class_from``.
     For each sample ``k`` and mask ``m`` the summaries are
     ``saliency/sample_k/image``, ``saliency/sample_k/m/mask`` (grayscale,
     ``VisualizeImageGrayscale``), ``saliency/sample_k/m/overlay`` (the mask over
@@ -224,14 +228,16 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
       every_n_steps: steps between triggers.
       output_dir: where summaries go (``None``: no summaries).
       png_dir: if set, one PNG grid per trigger, ``saliency_step_{step:08d}.png``.
-      vanilla, smoothed, integrated, smoothed_integrated: which masks to compute.
+      methods: the masks to trace: catalogue names (``saliency_tf1.METHODS``), or
+        ``(name, {arguments})`` pairs, or a mapping ``{name: {arguments}}``;
+        the arguments override the catalogue's (e.g. ``{"ig": {"x_steps":
+        50, "x_baseline": image_mean}, "gradcam": {}}``).
+      conv_layer: the conv layer's tensor (or name), for Grad-CAM-like methods.
       class_from: ``"predicted"`` (the model's class for the clean input at
         that step) or ``"label"`` (the true label).
       label_mapping: class index to name (a sequence or a mapping).
       feed_dict: values for the model's other placeholders (``is_training``...).
-      nsamples, stdev_spread, magnitude: SmoothGrad's arguments.
-      x_steps, x_baseline: Integrated Gradients' arguments (baseline: zeros).
-      seed: SmoothGrad seed (sample ``k`` uses ``seed + k``).
+      seed: seed of the smoothed methods (sample ``k`` uses ``seed + k``).
       batch_size: most model rows per ``session.run``.
       cmap: colormap of the overlays (a perceptual one: ``inferno``, ``viridis``...).
       at_end: trigger in ``end()``.
@@ -249,18 +255,11 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
         every_n_steps: int = 100,
         output_dir: str | os.PathLike | None = None,
         png_dir: str | os.PathLike | None = None,
-        vanilla: bool = True,
-        smoothed: bool = True,
-        integrated: bool = True,
-        smoothed_integrated: bool = True,
+        methods: Any = DEFAULT_METHODS,
+        conv_layer: Any = None,
         class_from: str = "predicted",
         label_mapping: Mapping[int, str] | Sequence[str] | None = None,
         feed_dict: Mapping[Any, Any] | None = None,
-        nsamples: int = 10,
-        stdev_spread: float = 0.15,
-        magnitude: bool = True,
-        x_steps: int = 25,
-        x_baseline: Any = None,
         seed: int = 0,
         batch_size: int | None = None,
         cmap: str = "inferno",
@@ -270,24 +269,17 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
         self.every_n_steps = check_positive_int("every_n_steps", every_n_steps)
         if num_samples is not None:
             num_samples = check_positive_int("num_samples", num_samples)
-        self.nsamples = check_positive_int("nsamples", nsamples)
-        self.x_steps = check_positive_int("x_steps", x_steps)
-        self.stdev_spread = check_finite_number("stdev_spread", stdev_spread, minimum=0.0)
         if batch_size is not None:
             batch_size = check_positive_int("batch_size", batch_size)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed: expected an int, got {seed!r}")
         if class_from not in ("predicted", "label"):
             raise ValueError(f"class_from: expected 'predicted' or 'label', got {class_from!r}")
-        switches = {"vanilla": vanilla, "smoothed": smoothed, "integrated": integrated,
-                    "smoothed_integrated": smoothed_integrated}
-        self.mask_names = [name for name in MASK_KINDS if switches[name]]
-        if not self.mask_names:
-            raise ValueError("SaliencyHook: every mask is switched off; enable at least one of "
-                             f"{list(MASK_KINDS)}")
-        self._x_arg, self._logits_arg = x, logits
+        self._specs = check_methods(methods, has_conv=conv_layer is not None)
+        self.mask_names = list(self._specs)
+        self._x_arg, self._logits_arg, self._conv_arg = x, logits, conv_layer
         self._num_samples = num_samples
-        tf = _tf()
+        tf = tf_module()
         self._dataset = None
         self._images = self._labels = None
         if isinstance(samples, tf.data.Dataset) and tf.is_symbolic_tensor(
@@ -305,8 +297,6 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
         self.class_from = class_from
         self.label_mapping = label_mapping
         self.feed_dict = dict(feed_dict or {})
-        self.magnitude = bool(magnitude)
-        self._x_baseline_arg = x_baseline
         self.seed = int(seed)
         self.batch_size = batch_size
         self.cmap = cmap
@@ -319,8 +309,8 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
 
     def begin(self) -> None:
         """Checks the model and the samples, then builds every op the hook needs."""
-        tf = _tf()
-        from .target import ClassTarget
+        tf = tf_module()
+        from ..target import ClassTarget
 
         graph = tf.compat.v1.get_default_graph()
         x = self._resolve("x", self._x_arg, graph)
@@ -343,21 +333,8 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
             self._set_samples(self._images, self._labels)
         else:
             dataset_plan = self._check_dataset(self._dataset)
-        if self._x_baseline_arg is not None:
-            self.x_baseline = check_array("x_baseline", self._x_baseline_arg, shape[1:],
-                                          batched=False).astype(self._dtype)
-        else:
-            self.x_baseline = None
-        classes: dict[str, type] = {}
-        for name in self.mask_names:
-            cls_path = MASK_KINDS[name][0]
-            try:
-                classes[name] = _load_class(cls_path)
-            except (ImportError, AttributeError) as err:
-                raise ValueError(
-                    f"{name}: the method {cls_path} is not available here ({err}); switch "
-                    f"it off with {name}=False") from None
-
+        conv = None if self._conv_arg is None else self._resolve("conv_layer", self._conv_arg,
+                                                                graph)
         # Everything is checked: build the ops.
         with graph.as_default():
             if target is None:
@@ -368,10 +345,10 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
         self._slot = _SessionSlot(graph)
         self._methods: dict[str, Any] = {}
         built: dict[type, Any] = {}
-        for name, cls in classes.items():
-            if cls not in built:
-                built[cls] = cls(graph, self._slot, target.y, x)
-            self._methods[name] = built[cls]
+        for name, (spec, _) in self._specs.items():
+            if spec.cls not in built:
+                built[spec.cls] = spec.build(graph, self._slot, target.y, x, conv)
+            self._methods[name] = built[spec.cls]
         # Checks the extra feeds once (keys, shapes, missing placeholders).
         next(iter(self._methods.values())).backend.prepare_feed(target.feed(0, self.feed_dict), 1)
         self._global_step = tf.compat.v1.train.get_global_step(graph)
@@ -380,7 +357,28 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
         self._runs = 0
         self._next_due: int | None = None
         self._last_step: int | None = None
+        if self.samples is not None:
+            self._check_method_args()
         self._built = True
+
+    def _method_args(self, name: str, k: int) -> tuple[str, dict]:
+        """The call and arguments of mask ``name`` for sample ``k``."""
+        spec, arguments = self._specs[name]
+        kwargs = dict(arguments)
+        if self.batch_size is not None:
+            kwargs.setdefault("batch_size", self.batch_size)
+        if spec.smoothed:
+            kwargs["seed"] = self.seed + k
+        return spec.call, kwargs
+
+    def _check_method_args(self) -> None:
+        """Checks every method's arguments on the samples before any trigger runs."""
+        for name in self.mask_names:
+            call, kwargs = self._method_args(name, 0)
+            try:
+                self._methods[name].plan(self.samples[0], call, **kwargs)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"methods[{name!r}]: {err}") from None
 
     def _set_samples(self, images: np.ndarray, labels: np.ndarray | None) -> None:
         if images.ndim == 0 or images.size == 0 or len(images) == 0:
@@ -417,7 +415,7 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
         return dataset, batched, with_labels
 
     def _dataset_reader(self, dataset: Any, batched: bool, with_labels: bool) -> Any:
-        tf = _tf()
+        tf = tf_module()
         if batched:
             dataset = dataset.unbatch()
         taken = dataset.take(self._num_samples).batch(self._num_samples)
@@ -427,7 +425,7 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
     def after_create_session(self, session: Any, coord: Any) -> None:
         self._slot.session = session
         if self._dataset_next is not None and self.samples is None:
-            tf = _tf()
+            tf = tf_module()
             try:
                 values = session.run(self._dataset_next)
             except tf.errors.OutOfRangeError:
@@ -439,12 +437,13 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
                 images, labels = values, None
             labels = None if labels is None else np.asarray(labels).reshape(-1)
             self._set_samples(np.asarray(images), self._labels if labels is None else labels)
+            self._check_method_args()
         self._maybe_trigger(self._current_step(session))
 
     def before_run(self, run_context: Any) -> Any:
         if self._global_step is None:
             return None
-        return _tf().compat.v1.train.SessionRunArgs(self._global_step)
+        return tf_module().compat.v1.train.SessionRunArgs(self._global_step)
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
         self._runs += 1
@@ -500,29 +499,16 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
             classes = self.labels.astype(np.int32)
         else:
             classes = self.target.predict(self._slot, self.x, self.samples, self.feed_dict)
-        common: dict[str, Any] = {}
-        if self.batch_size is not None:
-            common["batch_size"] = self.batch_size
         masks: dict[str, np.ndarray] = {}
+        feeds = [self.target.feed(int(c), self.feed_dict) for c in classes]
         for name in self.mask_names:
-            method = self._methods[name]
-            smoothed = MASK_KINDS[name][1]
-            kwargs = dict(common)
-            if "integrated" in name:
-                kwargs["x_steps"] = self.x_steps
-                if self.x_baseline is not None:
-                    kwargs["x_baseline"] = self.x_baseline
-            if not smoothed:
-                feed = self.target.feed(classes, self.feed_dict)
-                masks[name] = method.GetMaskBatch(self.samples, feed, **kwargs)
-                continue
-            masks[name] = np.stack([
-                method.GetSmoothedMask(
-                    image, self.target.feed(int(classes[k]), self.feed_dict),
-                    stdev_spread=self.stdev_spread, nsamples=self.nsamples,
-                    magnitude=self.magnitude, seed=self.seed + k, **kwargs)
-                for k, image in enumerate(self.samples)
-            ])
+            spec, arguments = self._specs[name]
+            _, kwargs = self._method_args(name, 0)
+            kwargs.pop("seed", None)
+            seeds = [self.seed + k for k in range(len(self.samples))] if spec.smoothed else None
+            masks[name] = spec.explain_batch(self._methods[name], self.samples, feeds,
+                                             self.target.feed(classes, self.feed_dict),
+                                             seeds=seeds, **kwargs)
         return np.asarray(classes), masks
 
     def trigger(self, step: int) -> TriggerRecord:
@@ -570,7 +556,7 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
                          row_titles=titles, cmap=self.cmap, title=f"step {record.step}")
 
     def _summary(self, record: TriggerRecord, titles: list[str]) -> Any:
-        tf = _tf()
+        tf = tf_module()
         summary_pb = tf.compat.v1.Summary
         values = []
 
@@ -590,7 +576,7 @@ class SaliencyHook(_tf().compat.v1.train.SessionRunHook):
             values.append(summary_pb.Value(tag=f"{prefix}/class", metadata=text_meta,
                                            tensor=tf.make_tensor_proto(titles[k])))
             for name, masks in record.masks.items():
-                gray = VisualizeImageGrayscale(masks[k])
+                gray = display_mask(masks[k])
                 values.append(image_value(f"{prefix}/{name}/mask", gray))
                 values.append(image_value(f"{prefix}/{name}/overlay",
                                           overlay(image, gray, cmap=self.cmap)))
@@ -640,7 +626,7 @@ class HookedSession:
     """
 
     def __init__(self, session: Any, hooks: Sequence[Any]) -> None:
-        tf = _tf()
+        tf = tf_module()
         self.session = session
         self.hooks = list(hooks)
         self._stop = False
@@ -653,7 +639,7 @@ class HookedSession:
 
     def run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
         """``session.run(fetches, feed_dict)`` with every hook's requests and callbacks."""
-        tf = _tf()
+        tf = tf_module()
         v1 = tf.compat.v1.train
         context = v1.SessionRunContext(v1.SessionRunArgs(fetches, feed_dict), self.session)
         all_fetches: dict[Any, Any] = {"caller": fetches}

@@ -20,16 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from .backend import (
+from ..engine.backend import (
     CONVOLUTION_LAYER_VALUES,
     CONVOLUTION_OUTPUT_GRADIENTS,
     INPUT_OUTPUT_GRADIENTS,
-    SCOPE,
+    Backend,
     TF1Backend,
-    _tf,
-    cached_ops,
 )
-from .base import TF1Saliency, chunk_bounds
+from ..engine.batching import chunk_bounds
+from ..engine.checks import check_no_extra
+from ..engine.graph import SCOPE, cached_ops, tf_module
+from .base import TF1Saliency
 from .guided_backprop import gated_gradients
 
 # ---------------------------------------------------------------------------
@@ -117,7 +118,7 @@ def cam_maps(conv: np.ndarray, grads: np.ndarray, plus_plus: bool = False) -> np
 
 def _cam_maps_graph(conv: Any, grads: Any, plus_plus: bool) -> Any:
     """:func:`cam_maps` as graph ops."""
-    tf = _tf()
+    tf = tf_module()
     if plus_plus:
         g2 = tf.square(grads)
         denom = 2 * g2 + tf.reduce_sum(conv, [1, 2], keepdims=True) * g2 * grads
@@ -131,7 +132,7 @@ def _cam_maps_graph(conv: Any, grads: Any, plus_plus: bool) -> Any:
 def _normalize_and_resize_graph(maps: Any, map_size: tuple[int, int],
                                 size: tuple[int, int]) -> Any:
     """:func:`normalize_and_resize` as graph ops (static sizes)."""
-    tf = _tf()
+    tf = tf_module()
     peak = tf.reduce_max(maps, [1, 2], keepdims=True)
     maps = tf.where(peak > 0, maps / tf.where(peak > 0, peak, tf.ones_like(peak)), maps)
     rows = tf.constant(resize_matrix(map_size[0], size[0]), maps.dtype)
@@ -168,9 +169,13 @@ class GradCam(TF1Saliency):
     #: Grad-CAM++ weights instead of mean gradients.
     _plus_plus = False
 
-    def __init__(self, graph: Any, session: Any, y: Any, x: Any, conv_layer: Any) -> None:
+    def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
+                 conv_layer: Any = None, *, backend: Backend | None = None) -> None:
+        if backend is None and conv_layer is None:
+            raise TypeError(f"conv_layer: {type(self).__name__} needs the [batch, h, w, c] "
+                            "tensor of a convolutional layer between x and y, got None")
         self.conv_layer = conv_layer
-        super().__init__(graph, session, y, x)
+        super().__init__(graph, session, y, x, backend=backend)
 
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> TF1Backend:
         return TF1Backend(graph, session, y, x, self.conv_layer, extra_fetches=self._graph_maps)
@@ -207,11 +212,6 @@ class GradCam(TF1Saliency):
 
         Also returns the ``extra`` backend keys fetched in the same runs.
         """
-        if resize and inputs.ndim < 3:
-            raise ValueError(
-                f"should_resize: needs inputs with height and width, got inputs of shape "
-                f"{inputs.shape[1:]}"
-            )
         keys = self.backend.keys
         if resize and self._resized_key in keys:
             wanted, post = [self._resized_key], None
@@ -257,11 +257,17 @@ class GradCam(TF1Saliency):
         return super().GetMask(x_value, feed_dict, should_resize=should_resize,
                                three_dims=three_dims, batch_size=batch_size)
 
-    def _masks(self, inputs, sources, feed, batch_size, should_resize=True, three_dims=True,
-               **kwargs):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(kwargs)}")
-        maps, _ = self._maps(inputs, sources, feed, batch_size, bool(should_resize))
+    def _check_args(self, xs, call, should_resize=True, three_dims=True, **kwargs):
+        check_no_extra(f"{type(self).__name__}.{call}", kwargs)
+        if should_resize and xs.ndim < 3:
+            raise ValueError(
+                f"should_resize: needs inputs with height and width, got inputs of shape "
+                f"{xs.shape[1:]}"
+            )
+        return {"should_resize": bool(should_resize), "three_dims": bool(three_dims)}, 1
+
+    def _masks(self, inputs, sources, feed, batch_size, should_resize, three_dims):
+        maps, _ = self._maps(inputs, sources, feed, batch_size, should_resize)
         return np.repeat(maps[..., None], 3, axis=-1) if three_dims else maps
 
 
@@ -307,9 +313,16 @@ class GuidedGradCam(GradCam):
         """Returns the Guided Grad-CAM mask of one input (not batched), its shape."""
         return TF1Saliency.GetMask(self, x_value, feed_dict, batch_size=batch_size)
 
-    def _masks(self, inputs, sources, feed, batch_size, **kwargs):
-        if kwargs:
-            raise TypeError(f"GuidedGradCam got unexpected arguments {sorted(kwargs)}")
+    def _check_args(self, xs, call, **kwargs):
+        check_no_extra(f"GuidedGradCam.{call}", kwargs)
+        if xs.ndim < 3:
+            raise ValueError(
+                "x_value: Guided Grad-CAM resizes the map to the input's height and width; got "
+                f"inputs of shape {xs.shape[1:]}"
+            )
+        return {}, 1
+
+    def _masks(self, inputs, sources, feed, batch_size):
         maps, extra = self._maps(inputs, sources, feed, batch_size, True,
                                  extra=(INPUT_OUTPUT_GRADIENTS,))
         guided = extra[INPUT_OUTPUT_GRADIENTS]

@@ -1,4 +1,4 @@
-"""Vanilla gradient saliency."""
+"""Vanilla gradient saliency (and SmoothGrad, through ``GetSmoothedMask``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import INPUT_OUTPUT_GRADIENTS
+from ..engine.backend import INPUT_OUTPUT_GRADIENTS
 from .base import TF1Saliency
 
 
@@ -31,7 +31,5 @@ class GradientSaliency(TF1Saliency):
         """Returns ``d y / d x`` at ``x_value`` (one input, not batched), shaped like it."""
         return super().GetMask(x_value, feed_dict, batch_size=batch_size)
 
-    def _masks(self, inputs, sources, feed, batch_size, **kwargs):
-        if kwargs:
-            raise TypeError(f"GradientSaliency got unexpected arguments {sorted(kwargs)}")
+    def _masks(self, inputs, sources, feed, batch_size):
         return self._evaluate(inputs, INPUT_OUTPUT_GRADIENTS, feed, sources, batch_size)

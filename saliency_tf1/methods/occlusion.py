@@ -10,15 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from .backend import OUTPUT_LAYER_VALUES
-from .base import (
-    TF1Saliency,
-    check_array,
-    check_finite_number,
-    check_positive_int,
-    chunk_bounds,
-    progress_bar,
-)
+from ..engine.backend import OUTPUT_LAYER_VALUES
+from ..engine.batching import chunk_bounds, progress_bar
+from ..engine.checks import check_array, check_finite_number, check_no_extra, check_positive_int
+from .base import TF1Saliency
 
 
 def window_starts(length: int, window: int, stride: int) -> np.ndarray:
@@ -116,70 +111,39 @@ class Occlusion(TF1Saliency):
             baseline=baseline, batch_size=batch_size, progress=progress,
         )
 
-    # -- argument handling ---------------------------------------------------------
+    # -- checks and kernel ----------------------------------------------------------
 
-    @staticmethod
-    def _window(size: Any, window_height: Any, window_width: Any, stride: Any
-                ) -> tuple[int, int, int]:
+    def _check_args(self, xs, call, size=15, value=0, stride=1, window_height=None,
+                    window_width=None, normalize=False, baseline=None, progress=None, **kwargs):
+        check_no_extra(f"Occlusion.{call}", kwargs)
         size = check_positive_int("size", size)
         height = size if window_height is None else check_positive_int(
             "window_height", window_height)
         width = size if window_width is None else check_positive_int("window_width", window_width)
-        return height, width, check_positive_int("stride", stride)
-
-    def _rows_per_input(self, size: Any = 15, stride: Any = 1, window_height: Any = None,
-                        window_width: Any = None, **kwargs: Any) -> int:
-        shape = self.backend.input_shape or ()
-        if len(shape) < 2 or shape[0] is None or shape[1] is None:
-            return 1
-        try:
-            height, width, stride = self._window(size, window_height, window_width, stride)
-        except (TypeError, ValueError):
-            return 1  # _masks reports the error
-        rows = len(window_starts(shape[0], height, stride))
-        cols = len(window_starts(shape[1], width, stride))
-        return rows * cols + 1
-
-    # -- kernel --------------------------------------------------------------------
-
-    def _masks(
-        self,
-        inputs: np.ndarray,
-        sources: np.ndarray,
-        feed: Any,
-        batch_size: int,
-        size: Any = 15,
-        value: Any = 0,
-        stride: Any = 1,
-        window_height: Any = None,
-        window_width: Any = None,
-        normalize: bool = False,
-        baseline: Any = None,
-        progress: bool | None = None,
-        **kwargs: Any,
-    ) -> np.ndarray:
-        if kwargs:
-            raise TypeError(f"Occlusion got unexpected arguments {sorted(kwargs)}")
-        height, width, stride = self._window(size, window_height, window_width, stride)
+        stride = check_positive_int("stride", stride)
         value = check_finite_number("value", value)
-        if inputs.ndim < 3:
+        if xs.ndim < 3:
             raise ValueError(
                 "x_value: occlusion needs an input of at least 2 dimensions (height, width, "
-                f"...), got shape {inputs.shape[1:]}"
+                f"...), got shape {xs.shape[1:]}"
             )
-        image_h, image_w = inputs.shape[1:3]
+        image_h, image_w = xs.shape[1:3]
         if height > image_h or width > image_w:
             raise ValueError(
                 f"size/window_height/window_width: window {height}x{width} is larger than the "
                 f"input's {image_h}x{image_w} (height x width)"
             )
-        fill_images, fill_index = None, None
-        if baseline is not None:
-            fill_images, fill_index = self._check_baseline(baseline, inputs, sources)
-
-        dtype = self.backend.input_dtype
+        fills = None if baseline is None else self._check_baseline(baseline, xs, call)
         rows = window_starts(image_h, height, stride)
         cols = window_starts(image_w, width, stride)
+        args = {"height": height, "width": width, "rows": rows, "cols": cols, "value": value,
+                "normalize": bool(normalize), "fills": fills, "progress": progress}
+        return args, len(rows) * len(cols) + 1  # + the input itself
+
+    def _masks(self, inputs, sources, feed, batch_size, height, width, rows, cols, value,
+               normalize, fills, progress):
+        image_h, image_w = inputs.shape[1:3]
+        dtype = self.backend.input_dtype
         n_windows = len(rows) * len(cols)
         per_input = n_windows + 1  # row 0 of each input: the input itself
         total = len(inputs) * per_input
@@ -194,7 +158,8 @@ class Occlusion(TF1Saliency):
         row_slices = [slice(r, r + height) for r in rows.tolist()]
         col_slices = [slice(c, c + width) for c in cols.tolist()]
         n_cols = len(cols)
-        fills = None if fill_images is None else [fill_images[j] for j in fill_index]
+        # The fill image of each row of inputs: the shared one, or its public input's.
+        fill_of = np.zeros(len(inputs), np.int64) if fills is None or len(fills) == 1 else sources
         bar = progress_bar(progress, total, "Occlusion", auto_min=100 * batch_size)
         with bar:
             for start, stop in chunk_bounds(total, batch_size):
@@ -209,7 +174,7 @@ class Occlusion(TF1Saliency):
                     if k:
                         r, c = divmod(k - 1, n_cols)
                         window = (row_slices[r], col_slices[c])
-                        copy[window] = value if fills is None else fills[i][window]
+                        copy[window] = value if fills is None else fills[fill_of[i]][window]
                         placed[slot] = window
                     else:
                         placed[slot] = None
@@ -239,21 +204,15 @@ class Occlusion(TF1Saliency):
         return masks
 
     @staticmethod
-    def _check_baseline(baseline: Any, inputs: np.ndarray, sources: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
-        """Fill images and, for each row of ``inputs``, the index of its fill image.
-
-        ``baseline`` is one image for all inputs, or one per input of the public call.
-        """
+    def _check_baseline(baseline: Any, xs: np.ndarray, call: str) -> np.ndarray:
+        """Fill images ``[1 or N, ...]``: one image for all inputs, or (GetMaskBatch) one each."""
         arr = np.asarray(baseline)
-        one = inputs.shape[1:]
+        one = xs.shape[1:]
         if arr.shape == one:
-            arr = check_array("baseline", arr, one, batched=False)
-            return arr[None], np.zeros(len(inputs), np.int64)
-        n_public = int(sources.max()) + 1
-        if arr.shape == (n_public, *one):
-            return check_array("baseline", arr, one, batched=True), sources
+            return check_array("baseline", arr, one, batched=False)[None]
+        if call == "GetMaskBatch" and arr.shape == xs.shape:
+            return check_array("baseline", arr, one, batched=True)
+        also = f" (or one per input, [N, *{one}])" if call == "GetMaskBatch" else ""
         raise ValueError(
-            f"baseline: expected an array of the input's shape {one} (or one per input, "
-            f"[N, *{one}]), got shape {arr.shape}"
+            f"baseline: expected an array of the input's shape {one}{also}, got shape {arr.shape}"
         )

@@ -1,10 +1,7 @@
-"""Turning masks into pictures: grayscale/diverging arrays, overlays, figures, PNGs."""
+"""Masks as image arrays: PAIR's grayscale and diverging views, display scaling, overlays."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,101 +93,3 @@ def overlay(image: Any, mask: Any, cmap: str = "inferno", alpha: float = 0.5) ->
         raise ValueError(f"mask: expected shape {img.shape[:2]} (the image's), got {m.shape}")
     colored = colormaps[cmap](np.clip(m, 0, 1))[..., :3]
     return (1 - alpha) * img[..., :3] + alpha * colored
-
-
-def _pyplot() -> Any:
-    """pyplot on the non-interactive Agg backend unless the caller chose one."""
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    return pyplot
-
-
-def _write(fig: Any, path: str | os.PathLike, title: str | None, dpi: int) -> str:
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    _pyplot().close(fig)
-    return path
-
-
-def save_figure(
-    image: Any,
-    masks: Mapping[str, Any],
-    path: str | os.PathLike,
-    *,
-    title: str | None = None,
-    cmap: str = "inferno",
-    diverging: Sequence[str] = (),
-    overlay_alpha: float | None = None,
-) -> str:
-    """Lays out an image and its masks in one row and writes a PNG.
-
-    Args:
-      image: the input image, ``[h, w, c]``.
-      masks: ``{panel title: mask}``; each mask is ``[h, w, c]`` (made
-        grayscale, or diverging for the names in ``diverging``) or ``[h, w]``.
-      path: the PNG to write (its folder is created).
-      title: the figure title.
-      overlay_alpha: if set, masks are drawn over the image with this alpha.
-
-    Returns the path written.
-    """
-    plt = _pyplot()
-
-    names = list(masks)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.6 * (len(names) + 1), 2.9))
-    axes = np.atleast_1d(axes)
-    shown = normalize_image(image)
-    axes[0].imshow(shown[..., 0] if shown.ndim == 3 and shown.shape[-1] == 1 else shown,
-                   cmap="gray")
-    axes[0].set_title("input")
-    for ax, name in zip(axes[1:], names):
-        mask = np.asarray(masks[name])
-        if name in diverging and mask.ndim == 3:
-            # 0.5 is a zero attribution in PAIR's diverging scale.
-            ax.imshow(VisualizeImageDiverging(mask), cmap="bwr", vmin=0, vmax=1)
-        elif overlay_alpha is not None:
-            ax.imshow(overlay(image, mask, cmap=cmap, alpha=overlay_alpha))
-        else:
-            ax.imshow(display_mask(mask), cmap=cmap, vmin=0, vmax=1)
-        ax.set_title(name)
-    for ax in axes:
-        ax.axis("off")
-    return _write(fig, path, title, dpi=100)
-
-
-def save_grid(
-    images: Sequence[Any],
-    rows: Sequence[Mapping[str, Any]],
-    path: str | os.PathLike,
-    *,
-    row_titles: Sequence[str] | None = None,
-    cmap: str = "inferno",
-    title: str | None = None,
-) -> str:
-    """Writes a PNG grid: one row per image (input, then one panel per mask)."""
-    plt = _pyplot()
-
-    if len(images) != len(rows) or not rows:
-        raise ValueError(f"rows: expected one mask dict per image ({len(images)}), got {len(rows)}")
-    names = list(rows[0])
-    n_rows, n_cols = len(rows), len(names) + 1
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.1 * n_cols, 2.2 * n_rows), squeeze=False)
-    for r, (image, masks) in enumerate(zip(images, rows)):
-        shown = normalize_image(image)
-        axes[r, 0].imshow(shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray")
-        axes[r, 0].set_title(row_titles[r] if row_titles else "input", fontsize=8)
-        for c, name in enumerate(names, start=1):
-            axes[r, c].imshow(display_mask(masks[name]), cmap=cmap, vmin=0, vmax=1)
-            if r == 0:
-                axes[r, c].set_title(name, fontsize=8)
-    for ax in axes.ravel():
-        ax.axis("off")
-    return _write(fig, path, title, dpi=90)

@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from .backend import TF1Backend, _tf, cached_ops
-from .base import TF1Saliency, check_finite_number, check_positive_int
-from .integrated_gradients import integrate_paths
+from ..engine.backend import Backend, TF1Backend
+from ..engine.checks import check_finite_number, check_no_extra, check_positive_int
+from ..engine.graph import cached_ops, tf_module
+from ..engine.paths import integrate_paths
+from .base import TF1Saliency
 
 #: Kernel radius in standard deviations, as ``scipy.ndimage.gaussian_filter``'s default.
 TRUNCATE = 4.0
@@ -119,7 +121,7 @@ class GraphBlur:
     """
 
     def __init__(self, graph: Any, session: Any, dtype: Any) -> None:
-        tf = _tf()
+        tf = tf_module()
         self.session = session
         self.dtype = np.dtype(dtype)
 
@@ -186,20 +188,26 @@ class BlurIG(TF1Saliency):
     """
 
     default_batch_size = 32
-    #: Blurs in the model's graph when built on a TF1 session; NumPy otherwise.
-    _graph_blur: GraphBlur | None = None
 
-    def __init__(self, graph: Any, session: Any, y: Any, x: Any) -> None:
-        super().__init__(graph, session, y, x)
+    def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
+                 *, backend: Backend | None = None) -> None:
+        if backend is None and getattr(getattr(x, "shape", None), "rank", None) not in (None, 4):
+            raise ValueError(  # before the backend builds any op
+                f"x: BlurIG blurs the spatial axes of [batch, H, W, C] images; got x of shape "
+                f"{x.shape.as_list()}"
+            )
+        super().__init__(graph, session, y, x, backend=backend)
         shape = self.backend.input_shape
         if shape is not None and len(shape) != 3:
             raise ValueError(
-                f"x: BlurIG blurs the spatial axes of [batch, H, W, C] images; got x of shape "
-                f"{[None, *shape]}"
+                f"x: BlurIG blurs the spatial axes of [batch, H, W, C] images; got inputs of "
+                f"shape {[None, *shape]}"
             )
+        #: Blurs in the model's graph when built on a TF1 session; NumPy otherwise.
+        self._graph_blur: GraphBlur | None = None
         if isinstance(self.backend, TF1Backend):
             dtype = np.result_type(self.backend.input_dtype, np.float32)
-            self._graph_blur = GraphBlur(graph, session, dtype)
+            self._graph_blur = GraphBlur(self.backend.graph, self.backend.session, dtype)
 
     def GetMask(
         self,
@@ -230,15 +238,13 @@ class BlurIG(TF1Saliency):
                                grad_step=grad_step, sqrt=sqrt, batch_size=batch_size,
                                progress=progress)
 
-    def _rows_per_input(self, steps: int = 100, **kwargs: Any) -> int:
-        return check_positive_int("steps", steps)
-
-    def _masks(self, inputs, sources, feed, batch_size, max_sigma=50, steps=100,
-               grad_step=0.01, sqrt=False, progress=None):
-        if inputs.ndim != 4:
+    def _check_args(self, xs, call, max_sigma=50, steps=100, grad_step=0.01, sqrt=False,
+                    progress=None, **kwargs):
+        check_no_extra(f"BlurIG.{call}", kwargs)
+        if xs.ndim != 4:
             raise ValueError(
                 "x_value: BlurIG blurs the spatial axes of an H x W x C image; expected an "
-                f"input of rank 3, got shape {inputs.shape[1:]}"
+                f"input of rank 3, got shape {xs.shape[1:]}"
             )
         max_sigma = check_finite_number("max_sigma", max_sigma, minimum=0.0)
         steps = check_positive_int("steps", steps)
@@ -247,8 +253,12 @@ class BlurIG(TF1Saliency):
             raise ValueError("grad_step: expected a finite number > 0, got 0.0")
         levels = np.arange(steps + 1, dtype=np.float64) * max_sigma / steps
         sigmas = np.sqrt(levels) if sqrt else levels
-        widths = np.diff(sigmas)  # each row's own step (PAIR batched: the last row's)
-        sigmas = sigmas[:-1]
+        args = {"sigmas": sigmas[:-1], "widths": np.diff(sigmas), "grad_step": grad_step,
+                "progress": progress}
+        return args, steps
+
+    def _masks(self, inputs, sources, feed, batch_size, sigmas, widths, grad_step, progress):
+        # widths: each row's own step (PAIR batched: the last row's)
         graph_blur = self._graph_blur
         if graph_blur is not None:
             work = graph_blur.dtype  # the model's input precision (at least float32)
@@ -269,7 +279,7 @@ class BlurIG(TF1Saliency):
                 weights.append(change * (-widths[k[start:stop]] / grad_step).astype(work)[expand])
             return np.concatenate(points), np.concatenate(weights)
 
-        sums, _ = integrate_paths(self.backend, len(inputs), steps, make_rows, feed, sources,
+        sums, _ = integrate_paths(self.backend, len(inputs), len(sigmas), make_rows, feed, sources,
                                   batch_size, progress=progress, desc="BlurIG")
         return sums.astype(np.result_type(inputs.dtype, np.float32), copy=False)
 

@@ -24,13 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from .base import (
-    TF1Saliency,
-    check_array,
-    check_finite_number,
-    check_positive_int,
-    progress_bar,
-)
+from ..engine.backend import Backend
+from ..engine.batching import progress_bar
+from ..engine.checks import check_array, check_finite_number, check_no_extra, check_positive_int
+from ..engine.paths import quadrature
+from .base import TF1Saliency
+from .integrated_gradients import integrated_gradients
 
 # Felzenszwalb settings of the XRAI paper's implementation (PAIR saliency 0.2.1).
 FELZENSZWALB_SCALES = (50, 100, 150, 250, 500, 1200)
@@ -421,17 +420,17 @@ class XRAI(TF1Saliency):
     # Segmentations remembered: at most this many images and bytes (the latest always).
     _CACHE_SIZE, _CACHE_BYTES = 4, 64 * 2**20
 
-    def _segment_cache(self) -> tuple[OrderedDict, threading.Lock]:
-        cache = self.__dict__.get("_segments_cache")
-        if cache is None:  # also for instances made by from_backend
-            cache = self.__dict__.setdefault("_segments_cache", (OrderedDict(), threading.Lock()))
-        return cache
+    def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
+                 *, backend: Backend | None = None) -> None:
+        super().__init__(graph, session, y, x, backend=backend)
+        self._segments_cache: OrderedDict = OrderedDict()
+        self._segments_lock = threading.Lock()
 
     def _segments_of(self, image: np.ndarray) -> SegmentIndex:
         """Default segments of ``image`` (remembered for a few images, by content)."""
         key = (image.shape, image.dtype.str,
                hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest())
-        store, lock = self._segment_cache()
+        store, lock = self._segments_cache, self._segments_lock
         with lock:
             index = store.get(key)
             if index is not None:
@@ -492,15 +491,12 @@ class XRAI(TF1Saliency):
         progress: bool | None = None,
     ) -> XRAIOutput:
         """Returns an :class:`XRAIOutput` for one image; arguments as :meth:`GetMask`."""
-        x = self._check_inputs(x_value, "x_value", batched=False)
-        batch_size = self._batch_size(batch_size)
+        x = self._check_inputs(x_value, "x_value", batched=False)[None]
+        plan = self._plan(x, "GetMaskWithDetails", batch_size, {
+            "baselines": baselines, "segments": segments, "base_attribution": base_attribution,
+            "extra_parameters": extra_parameters, "progress": progress})
         feed = self.backend.prepare_feed(feed_dict, 1)
-        return self._details(
-            x[None], np.zeros(1, np.int64), feed, batch_size,
-            baselines=None if baselines is None else [baselines],
-            segments=None if segments is None else [segments],
-            base_attribution=None if base_attribution is None else [base_attribution],
-            extra_parameters=extra_parameters, progress=progress)[0]
+        return self._details(x, np.zeros(1, np.int64), feed, plan.batch_size, **plan.args)[0]
 
     def GetMaskBatch(
         self,
@@ -526,112 +522,83 @@ class XRAI(TF1Saliency):
             base_attribution=base_attribution, batch_size=batch_size,
             extra_parameters=extra_parameters, progress=progress)
 
-    def GetSmoothedMask(
-        self,
-        x_value: Any,
-        feed_dict: dict | None = None,
-        stdev_spread: float = 0.15,
-        nsamples: int = 25,
-        magnitude: bool = True,
-        *,
-        seed: int | np.random.Generator | None = None,
-        **kwargs: Any,
-    ) -> np.ndarray:
-        """SmoothGrad over XRAI (see :meth:`TF1Saliency.GetSmoothedMask`).
+    # -- checks and kernel ------------------------------------------------------------
 
-        ``segments`` and ``base_attribution`` are given as for :meth:`GetMask`
-        (one image's), and apply to every noisy copy.
+    def _check_args(self, xs, call, baselines=None, segments=None, base_attribution=None,
+                    extra_parameters=None, progress=None, **kwargs):
+        """Per public input: its baselines, segments or base attribution (or ``None``).
+
+        ``GetMaskBatch`` takes ``baselines`` as a list of arrays each shared or
+        ``[N, ...]``, ``segments`` as one list per image and
+        ``base_attribution`` as ``[N, ...]``; the other calls take one image's.
         """
-        if kwargs.get("segments") is not None:
-            kwargs["segments"] = [kwargs["segments"]]
-        if kwargs.get("base_attribution") is not None:
-            kwargs["base_attribution"] = np.asarray(kwargs["base_attribution"])[None]
-        return super().GetSmoothedMask(x_value, feed_dict, stdev_spread, nsamples, magnitude,
-                                       seed=seed, **kwargs)
-
-    # -- kernel ----------------------------------------------------------------------
-
-    def _rows_per_input(self, extra_parameters: XRAIParameters | None = None,
-                        baselines: Any = None, base_attribution: Any = None,
-                        **kwargs: Any) -> int:
+        check_no_extra(f"XRAI.{call}", kwargs)
+        params = self._check_parameters(extra_parameters)
+        if xs.ndim not in (3, 4):
+            raise ValueError(f"x_value: expected an image [H, W] or [H, W, C], got shape "
+                             f"{xs.shape[1:]}")
+        n, one, batch = len(xs), xs.shape[1:], call == "GetMaskBatch"
+        attributions = None
         if base_attribution is not None:
-            return 1
-        steps = (extra_parameters or XRAIParameters()).steps
-        n_baselines = 2 if baselines is None else max(len(baselines), 1)
-        try:
-            return check_positive_int("steps", steps) * n_baselines
-        except (TypeError, ValueError):
-            return 1
-
-    def _masks(self, inputs, sources, feed, batch_size, baselines=None, segments=None,
-               base_attribution=None, extra_parameters=None, progress=None, **kwargs):
-        if kwargs:
-            raise TypeError(f"XRAI got unexpected arguments {sorted(kwargs)}")
-        n = len(inputs)
-        if baselines is not None:
-            baselines = [self._per_input("baselines", b, inputs, sources) for b in baselines]
-            baselines = [[b[i] for b in baselines] for i in range(n)]
+            arr = np.asarray(base_attribution)
+            if batch and arr.shape != xs.shape:
+                raise ValueError(f"base_attribution: expected shape [N, *{one}] with N = {n}, "
+                                 f"got shape {arr.shape}")
+            attributions = check_array("base_attribution", arr, one, batched=batch)
+            if not batch:
+                attributions = attributions[None]
+        per_input_baselines = None
+        if baselines is not None and attributions is None:
+            if isinstance(baselines, np.ndarray) and baselines.shape == one:
+                raise TypeError("baselines: expected a list of baselines, got one array of "
+                                "the input's shape; pass [baseline]")
+            items = list(baselines)
+            if not items:
+                raise ValueError("baselines: expected at least one baseline, got none")
+            stacks = []
+            for k, b in enumerate(items):
+                arr = np.asarray(b)
+                if batch and arr.shape == xs.shape:
+                    stacks.append(check_array(f"baselines[{k}]", arr, one, batched=True))
+                else:
+                    stacks.append(np.broadcast_to(
+                        check_array(f"baselines[{k}]", arr, one, batched=False), xs.shape))
+            per_input_baselines = [[s[i] for s in stacks] for i in range(n)]
+        per_input_segments = None
         if segments is not None:
-            if len(segments) != int(sources.max()) + 1:
-                raise ValueError(
-                    f"segments: expected one list of segments per input "
-                    f"({int(sources.max()) + 1}), got {len(segments)}"
-                )
-            segments = [segments[s] for s in sources]
-        if base_attribution is not None:
-            base_attribution = self._per_input("base_attribution", base_attribution, inputs,
-                                               sources, shared=False)
-        outputs = self._details(inputs, sources, feed, batch_size, baselines=baselines,
-                                segments=segments, base_attribution=base_attribution,
-                                extra_parameters=extra_parameters, progress=progress)
-        return np.stack([out.attribution_mask for out in outputs])
+            lists = list(segments) if batch else [segments]
+            if len(lists) != n:
+                raise ValueError(f"segments: expected one list of segments per input ({n}), "
+                                 f"got {len(lists)}")
+            per_input_segments = [self._check_segments(s, xs.shape[1:3]) for s in lists]
+        else:
+            _skimage()  # fail early and clearly if scikit-image is missing
+        if attributions is not None:
+            rows = 1
+        else:
+            rows = params.steps * (2 if per_input_baselines is None
+                                   else len(per_input_baselines[0]))
+        args = {"baselines": per_input_baselines, "segments": per_input_segments,
+                "attributions": attributions, "params": params, "progress": progress}
+        return args, rows
 
-    @staticmethod
-    def _per_input(name: str, value: Any, inputs: np.ndarray, sources: np.ndarray,
-                   shared: bool = True) -> np.ndarray:
-        """``value`` for each row of ``inputs``: one shared array or one per public input."""
-        arr = np.asarray(value)
-        one = inputs.shape[1:]
-        if shared and arr.shape == one:
-            return np.broadcast_to(arr, inputs.shape)
-        n_public = int(sources.max()) + 1
-        if arr.shape == (n_public, *one):
-            return arr[sources]
-        expected = f"{one} or [N, *{one}]" if shared else f"[N, *{one}]"
-        raise ValueError(f"{name}: expected shape {expected} with N = {n_public}, "
-                         f"got shape {arr.shape}")
+    def _masks(self, inputs, sources, feed, batch_size, **args):
+        outputs = self._details(inputs, sources, feed, batch_size, **args)
+        return np.stack([out.attribution_mask for out in outputs])
 
     def _details(self, inputs: np.ndarray, sources: np.ndarray, feed: Any, batch_size: int,
                  *, baselines: list | None, segments: list | None,
-                 base_attribution: list | np.ndarray | None,
-                 extra_parameters: XRAIParameters | None,
+                 attributions: np.ndarray | None, params: XRAIParameters,
                  progress: bool | None) -> list[XRAIOutput]:
-        """XRAI of each row of ``inputs``; the per-row lists are ``None`` or one entry per row."""
-        params = self._check_parameters(extra_parameters)
-        if inputs.ndim not in (3, 4):
-            raise ValueError(f"x_value: expected an image [H, W] or [H, W, C], got shape "
-                             f"{inputs.shape[1:]}")
-        n, image_shape = len(inputs), inputs.shape[1:3]
-
-        # Validate everything before any session.run.
-        attributions = None
-        if base_attribution is not None:
-            attributions = [check_array("base_attribution", a, inputs.shape[1:], batched=False)
-                            for a in base_attribution]
-        else:
-            if baselines is None:
-                baselines = [[np.min(x) * np.ones_like(x), np.max(x) * np.ones_like(x)]
-                             for x in inputs]
-            else:
-                baselines = [[check_array("baselines", b, inputs.shape[1:], batched=False)
-                              for b in per] for per in baselines]
-                if any(len(per) == 0 for per in baselines):
-                    raise ValueError("baselines: expected at least one baseline, got none")
-        masks = None
-        if segments is not None:
-            masks = [self._check_segments(s, image_shape) for s in segments]
-        else:
-            _skimage()  # fail early and clearly if scikit-image is missing
+        """XRAI of each row of ``inputs``; the lists hold one entry per public input."""
+        n = len(inputs)
+        if baselines is None and attributions is None:
+            baselines = [[np.min(x) * np.ones_like(x), np.max(x) * np.ones_like(x)]
+                         for x in inputs]
+        elif baselines is not None:
+            baselines = [baselines[s] for s in sources]
+        masks = None if segments is None else [segments[s] for s in sources]
+        given = None if attributions is None else [attributions[s] for s in sources]
 
         # The segmentation (CPU, partly outside the GIL) runs in a thread while
         # the model computes Integrated Gradients; a few images ahead at most.
@@ -647,20 +614,21 @@ class XRAI(TF1Saliency):
                 for i in range(ahead):
                     prefetch(i)
                 ig_per_baseline = None
-                if attributions is None:
+                per_row = given
+                if given is None:
                     ig_per_baseline = self._integrated_gradients(
                         inputs, sources, feed, batch_size, baselines, params.steps, progress)
-                    attributions = [np.mean(per, axis=0) for per in ig_per_baseline]
+                    per_row = [np.mean(per, axis=0) for per in ig_per_baseline]
                 results = []
                 with progress_bar(progress, n, "XRAI", auto_min=5) as bar:
                     for i in range(n):
                         prefetch(i + ahead)
                         index = masks[i] if masks is not None else pending.pop(i).result()
-                        out = self._merge(attributions[i], index, params)
+                        out = self._merge(per_row[i], index, params)
                         if ig_per_baseline is not None:
                             out.baselines = list(baselines[i])
                         if params.return_ig_attributions:
-                            out.ig_attribution = (base_attribution[i] if ig_per_baseline is None
+                            out.ig_attribution = (given[i] if ig_per_baseline is None
                                                   else list(ig_per_baseline[i]))
                         results.append(out)
                         bar.update(1)
@@ -689,14 +657,12 @@ class XRAI(TF1Saliency):
     def _integrated_gradients(self, inputs, sources, feed, batch_size, baselines, steps,
                               progress) -> list[list[np.ndarray]]:
         """IG of every (input, baseline) pair in one stream of shared batches."""
-        from .integrated_gradients import IntegratedGradients
-
         rows = [(i, b) for i in range(len(inputs)) for b in range(len(baselines[i]))]
         index = np.array([i for i, _ in rows])
         starts = np.stack([baselines[i][b] for i, b in rows])
-        ig = IntegratedGradients.from_backend(self.backend)
-        masks = ig._masks(inputs[index], sources[index], feed, batch_size,
-                          x_baseline=starts, x_steps=steps, progress=progress)
+        alphas, weights = quadrature("pair", steps)
+        masks, _ = integrated_gradients(self.backend, inputs[index], starts, sources[index],
+                                        feed, batch_size, alphas, weights, progress=progress)
         out: list[list[np.ndarray]] = [[] for _ in inputs]
         for (i, _), mask in zip(rows, masks):
             out[i].append(mask)

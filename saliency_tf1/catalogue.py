@@ -1,0 +1,128 @@
+"""The one catalogue of methods by short name, read by the CLI, the demo, the training
+hook, ``saliency_tf1.compat`` and the contract tests.
+
+Each entry says how to build a method on a model and which call gives its
+mask, so that code which "explains with every method" is written once. An
+entry whose optional dependency is missing is left out of
+:func:`available_methods`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .methods.blur_ig import BlurIG
+from .methods.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam
+from .methods.gradient import GradientSaliency
+from .methods.guided_backprop import Deconvnet, GuidedBackprop
+from .methods.guided_ig import GuidedIG
+from .methods.integrated_gradients import IntegratedGradients
+from .methods.occlusion import Occlusion
+from .methods.xrai import XRAI
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How to build and call one method.
+
+    Attributes:
+      name: short name (``saliency-tf1 explain --method NAME``).
+      title: human-readable name for figures and tables.
+      cls: the TF1 method class.
+      call: the public method that gives the mask (``GetMask``, ``GetSmoothedMask``).
+      kwargs: arguments of that call (beyond ``x_value``/``feed_dict``).
+      needs_conv: the constructor takes ``conv_layer``.
+      diverging: the mask is signed and best shown on a diverging scale.
+      requires: modules the method needs at run time (optional dependencies).
+    """
+
+    name: str
+    title: str
+    cls: type
+    call: str = "GetMask"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    needs_conv: bool = False
+    diverging: bool = False
+    requires: tuple[str, ...] = ()
+
+    @property
+    def smoothed(self) -> bool:
+        """Whether the mask is a SmoothGrad average (random: it takes a ``seed``)."""
+        return self.call == "GetSmoothedMask"
+
+    def available(self) -> bool:
+        """Whether the optional dependencies are installed here."""
+        return all(importlib.util.find_spec(module) is not None for module in self.requires)
+
+    def build(self, graph: Any, session: Any, y: Any, x: Any, conv_layer: Any = None) -> Any:
+        """Constructs the method (adds its ops to the graph once)."""
+        if self.needs_conv:
+            if conv_layer is None:
+                raise ValueError(f"{self.name}: this method needs a conv_layer tensor")
+            return self.cls(graph, session, y, x, conv_layer)
+        return self.cls(graph, session, y, x)
+
+    def explain(self, method: Any, x_value: Any, feed_dict: dict | None = None,
+                **overrides: Any) -> np.ndarray:
+        """Runs the configured call for one input."""
+        return getattr(method, self.call)(x_value, feed_dict, **{**self.kwargs, **overrides})
+
+    def explain_batch(self, method: Any, x_batch: Any, feeds: Sequence[dict | None],
+                      batch_feed: dict | None = None, *, seeds: Sequence[int] | None = None,
+                      **overrides: Any) -> np.ndarray:
+        """Masks of many inputs: one ``GetMaskBatch`` (with ``batch_feed``, which may hold
+        :class:`~saliency_tf1.PerExample` values), or, for a smoothed method, one call per
+        input with its own feed of ``feeds`` and its own seed of ``seeds``.
+        """
+        kwargs = {**self.kwargs, **overrides}
+        if not self.smoothed:
+            call = "GetMaskBatch" if self.call == "GetMask" else self.call
+            if call == "GetMaskBatch":
+                return method.GetMaskBatch(x_batch, batch_feed, **kwargs)
+            return np.stack([getattr(method, call)(x, f, **kwargs)
+                             for x, f in zip(x_batch, feeds)])
+        masks = []
+        for k, (x, feed) in enumerate(zip(x_batch, feeds)):
+            seeded = kwargs if seeds is None else {**kwargs, "seed": seeds[k]}
+            masks.append(method.GetSmoothedMask(x, feed, **seeded))
+        return np.stack(masks)
+
+
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in [
+        MethodSpec("gradient", "Gradient", GradientSaliency),
+        MethodSpec("smoothgrad", "SmoothGrad", GradientSaliency, call="GetSmoothedMask",
+                   kwargs={"seed": 0}),
+        MethodSpec("ig", "Integrated Gradients", IntegratedGradients, kwargs={"x_steps": 50},
+                   diverging=True),
+        MethodSpec("smoothig", "SmoothGrad IG", IntegratedGradients, call="GetSmoothedMask",
+                   kwargs={"x_steps": 25, "nsamples": 10, "seed": 0}),
+        MethodSpec("blurig", "Blur IG", BlurIG),
+        MethodSpec("guidedig", "Guided IG", GuidedIG),
+        MethodSpec("guided", "Guided Backprop", GuidedBackprop),
+        MethodSpec("deconvnet", "Deconvnet", Deconvnet),
+        MethodSpec("gradcam", "Grad-CAM", GradCam, needs_conv=True),
+        MethodSpec("gradcampp", "Grad-CAM++", GradCamPlusPlus, needs_conv=True),
+        MethodSpec("guidedgradcam", "Guided Grad-CAM", GuidedGradCam, needs_conv=True),
+        MethodSpec("occlusion", "Occlusion", Occlusion, kwargs={"size": 5}),
+        MethodSpec("xrai", "XRAI", XRAI, requires=("skimage",)),
+    ]
+}
+
+
+def available_methods() -> list[str]:
+    """Names of the methods whose optional dependencies are installed, in catalogue order."""
+    return [name for name, spec in METHODS.items() if spec.available()]
+
+
+def get_method(name: str) -> MethodSpec:
+    """The spec of a method by short name; ValueError listing the choices otherwise."""
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"method: unknown name {name!r}; choose from {sorted(METHODS)}")
+    return METHODS[name]

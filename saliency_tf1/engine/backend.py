@@ -1,0 +1,231 @@
+"""The model interface the algorithms talk to, and its TF1-session implementation.
+
+Every algorithm in this package asks a backend for named quantities of a batch
+of rows (the core API's keys below) and never touches TensorFlow itself:
+
+* ``INPUT_OUTPUT_GRADIENTS``: d y_i / d x_i for each row, the shape of the rows;
+* ``OUTPUT_LAYER_VALUES``: y_i for each row, shape ``[rows]``;
+* ``CONVOLUTION_LAYER_VALUES`` / ``CONVOLUTION_OUTPUT_GRADIENTS``: the conv
+  layer's activations and d y_i / d conv_i, shape ``[rows, h, w, c]``.
+
+:class:`TF1Backend` builds the ops for these once, in its constructor, and
+answers each request with one ``session.run`` (more only where the model's
+shapes force it: a scalar ``y`` or a fixed outer dimension of ``x``).
+:class:`Backend` is the interface; ``compat`` implements it over a core-API
+``call_model_function``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .graph import cached_gradients, check_tensor, depends_on
+from .session import (
+    Feed,
+    SessionRunner,
+    check_graph_and_session,
+    check_input_tensor,
+)
+
+INPUT_OUTPUT_GRADIENTS = "INPUT_OUTPUT_GRADIENTS"
+OUTPUT_LAYER_VALUES = "OUTPUT_LAYER_VALUES"
+CONVOLUTION_LAYER_VALUES = "CONVOLUTION_LAYER_VALUES"
+CONVOLUTION_OUTPUT_GRADIENTS = "CONVOLUTION_OUTPUT_GRADIENTS"
+CORE_KEYS = (
+    INPUT_OUTPUT_GRADIENTS,
+    OUTPUT_LAYER_VALUES,
+    CONVOLUTION_LAYER_VALUES,
+    CONVOLUTION_OUTPUT_GRADIENTS,
+)
+
+
+class Backend(abc.ABC):
+    """What an algorithm may ask of a model.
+
+    Attributes:
+      input_shape: shape of one input (no batch dimension); ``None`` for
+        dimensions the model leaves open.
+      input_dtype: numpy dtype rows are cast to before they reach the model.
+      keys: the quantities :meth:`evaluate` can return.
+    """
+
+    input_shape: tuple[int | None, ...] | None = None
+    input_dtype: np.dtype = np.dtype(np.float32)
+    keys: frozenset[str] = frozenset()
+
+    def prepare_feed(self, feed_dict: Any, n_inputs: int) -> Any:
+        """Validates a caller's extra arguments once per public call.
+
+        Returns an opaque value that :meth:`evaluate` accepts.
+        """
+        return feed_dict
+
+    @abc.abstractmethod
+    def evaluate(
+        self,
+        rows: np.ndarray,
+        keys: Sequence[str],
+        feed: Any = None,
+        sources: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Returns ``{key: array}`` for a batch of rows.
+
+        Args:
+          rows: ``[n, *input_shape]`` model inputs.
+          keys: which quantities to return (see the module docstring).
+          feed: what :meth:`prepare_feed` returned.
+          sources: for each row, the index of the input of the public call it
+            derives from (selects :class:`PerExample` entries); ``None`` means
+            all rows derive from input 0.
+        """
+
+
+def differentiable_path(y: Any, x: Any) -> bool:
+    """True if ``tf.gradients(y, x)`` can be non-``None``: a path from ``x`` to ``y``
+    through no integer, bool or string tensor and no ``StopGradient``/``PreventGradient``.
+
+    A graph walk that adds no ops, so a method refuses such a ``y`` before it
+    builds anything.
+    """
+    seen = set()
+    stack = [y]
+    while stack:
+        tensor = stack.pop()
+        if tensor.name == x.name:
+            return True
+        op = tensor.op
+        if op.name in seen or op.type in ("StopGradient", "PreventGradient"):
+            continue
+        seen.add(op.name)
+        for inp in op.inputs:
+            if not (inp.dtype.is_integer or inp.dtype.is_bool or inp.dtype.name == "string"):
+                stack.append(inp)
+    return False
+
+
+class TF1Backend(Backend):
+    """The backend over a TF1 graph and session.
+
+    Every argument is checked before any op is built, so a failed constructor
+    leaves the graph as it was.
+
+    Args:
+      graph: the ``tf.Graph`` holding the model.
+      session: a ``tf.compat.v1.Session`` on ``graph`` (or a wrapper with its
+        ``run``, e.g. ``mock.MagicMock(wraps=session)``).
+      y: the explained scalar per example: shape ``[None]`` (or ``[n]`` with
+        ``x`` of outer dimension ``n``), or ``()`` (then one example per run).
+      x: the input tensor; its outer dimension is the batch.
+      conv_layer: optional ``[batch, h, w, c]`` tensor between ``x`` and ``y``
+        (Grad-CAM).
+      input_gradients: optional tensor to serve as ``INPUT_OUTPUT_GRADIENTS``
+        instead of ``tf.gradients(y, x)``, or a zero-argument callable
+        returning it (guided backprop builds its own), called after the checks.
+      extra_fetches: optional callable that takes the ``{key: tensor}``
+        fetches built so far (the core keys) and returns more ``{key: tensor}``
+        pairs that :meth:`evaluate` may return; called after the checks.
+    """
+
+    def __init__(
+        self,
+        graph: Any,
+        session: Any,
+        y: Any,
+        x: Any,
+        conv_layer: Any = None,
+        *,
+        input_gradients: Any = None,
+        extra_fetches: Callable[[dict], Mapping[str, Any]] | None = None,
+    ) -> None:
+        check_graph_and_session(graph, session)
+        check_input_tensor(x, graph)
+        check_tensor("y", y, graph)
+        if not (y.dtype.is_floating):
+            raise TypeError(
+                f"y: expected a floating-point tensor to explain, got dtype {y.dtype.name}"
+            )
+        if not depends_on(y, x):
+            raise ValueError(f"y: tensor {y.name!r} does not depend on x ({x.name!r})")
+        if not differentiable_path(y, x):
+            raise ValueError(
+                f"y: tensor {y.name!r} is not differentiable with respect to x ({x.name!r}): "
+                "every path from x to y passes a stop_gradient or a non-float tensor"
+            )
+        if conv_layer is not None:
+            check_tensor("conv_layer", conv_layer, graph)
+            if conv_layer.shape.rank != 4:
+                raise ValueError(
+                    f"conv_layer: expected a 4-D [batch, h, w, c] tensor, got "
+                    f"{conv_layer.name!r} of shape {conv_layer.shape}"
+                )
+            if not depends_on(conv_layer, x) or not depends_on(y, conv_layer):
+                raise ValueError(
+                    f"conv_layer: tensor {conv_layer.name!r} is not between x ({x.name!r}) "
+                    f"and y ({y.name!r})"
+                )
+            if not differentiable_path(y, conv_layer):
+                raise ValueError(
+                    f"conv_layer: y is not differentiable with respect to {conv_layer.name!r}"
+                )
+        # Raises for a y whose shape does not give one value per example.
+        SessionRunner(graph, session, x, {OUTPUT_LAYER_VALUES: y}, y_key=OUTPUT_LAYER_VALUES)
+
+        # Everything is checked: build. One tf.gradients call for every
+        # gradient still to build (the backward pass to conv_layer is a prefix
+        # of the one to x).
+        fetches: dict[str, Any] = {OUTPUT_LAYER_VALUES: y}
+        wanted = ([conv_layer] if conv_layer is not None else []) + (
+            [x] if input_gradients is None else [])
+        built = dict(zip([t.name for t in wanted], cached_gradients(graph, y, wanted)))
+        if conv_layer is not None:
+            fetches[CONVOLUTION_LAYER_VALUES] = conv_layer
+            fetches[CONVOLUTION_OUTPUT_GRADIENTS] = built[conv_layer.name]
+        if input_gradients is None:
+            input_gradients = built[x.name]
+        elif callable(input_gradients):
+            input_gradients = input_gradients()
+        else:
+            check_tensor("input_gradients", input_gradients, graph)
+        fetches[INPUT_OUTPUT_GRADIENTS] = input_gradients
+        if extra_fetches is not None:
+            for key, tensor in extra_fetches(dict(fetches)).items():
+                check_tensor(f"extra_fetches[{key!r}]", tensor, graph)
+                fetches[key] = tensor
+        for key, tensor in fetches.items():
+            if tensor is None:  # the walk above should have caught it
+                raise ValueError(f"y: no gradient for {key} (tf.gradients returned None)")
+
+        self.graph, self.session, self.y, self.x = graph, session, y, x
+        self.conv_layer = conv_layer
+        self.input_shape = tuple(x.shape.as_list()[1:])
+        self.input_dtype = np.dtype(x.dtype.as_numpy_dtype)
+        self.runner = SessionRunner(graph, session, x, fetches, y_key=OUTPUT_LAYER_VALUES)
+        self.keys = frozenset(fetches)
+
+    @property
+    def fetches(self) -> dict[str, Any]:
+        """``{key: tensor}`` this backend can evaluate."""
+        return self.runner.fetches
+
+    def prepare_feed(self, feed_dict: Any, n_inputs: int) -> Feed:
+        """Checks ``feed_dict`` (see :meth:`SessionRunner.prepare_feed`); never modifies it."""
+        return self.runner.prepare_feed(feed_dict, n_inputs)
+
+    def evaluate(
+        self,
+        rows: np.ndarray,
+        keys: Sequence[str],
+        feed: Any = None,
+        sources: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        unknown = [k for k in keys if k not in self.keys]
+        if unknown:
+            raise ValueError(
+                f"keys: {unknown} not available from this backend; available: {sorted(self.keys)}"
+                + ("" if self.conv_layer is not None else " (pass conv_layer for the conv keys)")
+            )
+        return self.runner.run(rows, keys, feed, sources)

@@ -1,0 +1,129 @@
+"""Helpers over a ``tf.Graph``: the TensorFlow import, ops built once per graph, graph walks.
+
+Every op this package adds to a user's graph is made through :func:`cached_ops`
+or :func:`cached_gradients`, under the name scope :data:`SCOPE`, at most once
+per graph and key, so that making a method again does not grow the graph.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .checks import describe
+
+# Name scope of every op this package adds to a user's graph.
+SCOPE = "saliency_tf1"
+
+
+def tf_module() -> Any:
+    """Imports TensorFlow lazily, so ``import saliency_tf1`` stays cheap."""
+    import tensorflow as tf
+
+    return tf
+
+
+_OP_CACHE_LOCK = threading.Lock()
+_OP_CACHE_ATTR = "_saliency_tf1_ops"
+
+
+def _graph_cache(graph: Any) -> dict:
+    """The graph's own cache of this package's ops (call with the lock held).
+
+    Kept on the graph object itself: a module-level map from graphs to their
+    tensors would keep every graph alive (the tensors reference their graph).
+    """
+    cache = getattr(graph, _OP_CACHE_ATTR, None)
+    if cache is None:
+        cache = {}
+        setattr(graph, _OP_CACHE_ATTR, cache)
+    return cache
+
+
+def cached_ops(graph: Any, key: tuple, build: Callable[[], Any]) -> Any:
+    """Returns ``build()``'s result, built at most once per graph and key.
+
+    Every method object made on the same graph, ``y`` and ``x`` shares one set
+    of gradient ops, so constructing methods repeatedly does not grow the graph.
+    ``build`` runs inside ``graph.as_default()`` and this package's name scope.
+    """
+    tf = tf_module()
+    with _OP_CACHE_LOCK:
+        per_graph = _graph_cache(graph)
+        if key not in per_graph:
+            with graph.as_default(), tf.compat.v1.name_scope(f"{SCOPE}/"):
+                per_graph[key] = build()
+        return per_graph[key]
+
+
+def cached_gradients(graph: Any, y: Any, sources: Sequence[Any]) -> list[Any]:
+    """``d y / d s`` for each tensor ``s`` of ``sources`` (``None`` where there is none).
+
+    Built at most once per graph, ``y`` and source (shared with every method on
+    the same tensors); those not built yet come from a single
+    ``tf.gradients`` call, so their backward ops are shared too.
+    """
+    tf = tf_module()
+    keys = [("gradients", y.name, s.name) for s in sources]
+    with _OP_CACHE_LOCK:
+        per_graph = _graph_cache(graph)
+        missing = [s for s, key in zip(sources, keys) if key not in per_graph]
+        if missing:
+            with graph.as_default(), tf.compat.v1.name_scope(f"{SCOPE}/"):
+                grads = tf.compat.v1.gradients(y, missing)
+            for s, g in zip(missing, grads):
+                per_graph[("gradients", y.name, s.name)] = g
+        return [per_graph[key] for key in keys]
+
+
+def depends_on(target: Any, source: Any) -> bool:
+    """True if tensor ``target`` is computed from tensor ``source`` (graph walk, no ops added)."""
+    if target is source:
+        return True
+    seen = set()
+    stack = [target.op]
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        for inp in op.inputs:
+            if inp is source or inp.name == source.name:
+                return True
+            stack.append(inp.op)
+        stack.extend(op.control_inputs)
+    return False
+
+
+def required_placeholders(fetches: Iterable[Any], fed: Iterable[Any]) -> list[Any]:
+    """Placeholders the fetches depend on, other than ``fed``, that have no default."""
+    fed_names = {t.name for t in fed}
+    seen, found = set(), {}
+    stack = [t.op for t in fetches]
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if op.type == "Placeholder":
+            out = op.outputs[0]
+            if out.name not in fed_names:
+                found[out.name] = out
+            continue
+        for inp in op.inputs:
+            if inp.name not in fed_names:
+                stack.append(inp.op)
+        stack.extend(op.control_inputs)
+    return [found[name] for name in sorted(found)]
+
+
+def check_tensor(name: str, tensor: Any, graph: Any) -> None:
+    """Raises TypeError/ValueError unless ``tensor`` is a tf.Tensor of ``graph``."""
+    tf = tf_module()
+    if not isinstance(tensor, tf.Tensor) or not hasattr(tensor, "graph"):
+        raise TypeError(f"{name}: expected a graph tf.Tensor, got {describe(tensor)}")
+    if tensor.graph is not graph:
+        raise ValueError(
+            f"{name}: tensor {tensor.name!r} belongs to another tf.Graph than the `graph` argument"
+        )

@@ -1,0 +1,276 @@
+"""The method base class: check once per public call, then compute; SmoothGrad once for all.
+
+A method subclasses :class:`TF1Saliency` and writes two things:
+
+* ``_check_args(xs, call, **kwargs) -> (args, rows_per_input)``: validates its
+  own arguments for a public call on the inputs ``xs`` (``[N, ...]``, already
+  checked) and says how many model rows one input becomes (path points,
+  windows, ...). Every error is raised here, before any ``session.run``.
+* ``_masks(inputs, sources, feed, batch_size, **args)``: the kernel. It turns
+  a stack of inputs into a stack of masks, asking ``self.backend`` for model
+  quantities in chunks of at most ``batch_size`` rows; it only computes.
+
+The public ``GetMask``, ``GetMaskBatch`` and ``GetSmoothedMask`` are written
+here once, for every method and every backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engine.backend import Backend, TF1Backend
+from ..engine.batching import chunk_bounds, noisy_copies
+from ..engine.checks import (
+    check_array,
+    check_finite_number,
+    check_no_extra,
+    check_positive_int,
+    check_seed,
+)
+
+#: The public calls a plan is made for (``call`` of :meth:`TF1Saliency._check_args`).
+CALLS = ("GetMask", "GetMaskBatch", "GetSmoothedMask", "GetMaskWithDetails")
+
+#: ``GetSmoothedMask``'s own arguments, on top of the method's.
+SMOOTHING_ARGS = ("stdev_spread", "nsamples", "magnitude", "seed")
+
+
+def check_smoothing(stdev_spread: Any = 0.15, nsamples: Any = 25, magnitude: Any = True,
+                    seed: Any = None) -> tuple[float, int, bool, Any]:
+    """Checks ``GetSmoothedMask``'s own arguments; returns them normalised."""
+    return (check_finite_number("stdev_spread", stdev_spread, minimum=0.0),
+            check_positive_int("nsamples", nsamples), bool(magnitude), check_seed("seed", seed))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one public call will do, decided by the checks before any work.
+
+    Attributes:
+      batch_size: most model rows per ``session.run``.
+      rows_per_input: model rows one input becomes (SmoothGrad fits
+        ``batch_size // rows_per_input`` noisy copies into a batch).
+      args: the method's validated arguments, passed to its kernel.
+    """
+
+    batch_size: int
+    rows_per_input: int = 1
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+class TF1Saliency:
+    """Base class of the TF1 saliency methods (PAIR ``saliency.tf1`` compatible).
+
+    The constructor builds every op the method needs (through a
+    :class:`~saliency_tf1.engine.backend.TF1Backend`); the public methods only
+    feed numpy values through them.
+
+    Args:
+      graph: the ``tf.Graph`` of the model.
+      session: a ``tf.compat.v1.Session`` on ``graph`` (or a wrapper of one).
+      y: the explained output, shape ``[None]`` (one value per example) or
+        ``()``; e.g. ``logits[:, k]`` or :class:`saliency_tf1.ClassTarget`'s ``y``.
+      x: the input tensor, outer dimension the batch.
+      backend: instead of ``graph, session, y, x``: any
+        :class:`~saliency_tf1.engine.backend.Backend` (e.g. a core-API one);
+        see :meth:`from_backend`.
+    """
+
+    #: Rows per ``session.run`` when the caller does not say. It decides only
+    #: how the work is run, never what it computes.
+    default_batch_size: int = 32
+
+    #: True where the method's gradients exist only as ops in a TF1 graph
+    #: (guided/deconvnet gating), so no other backend can serve them.
+    graph_only: bool = False
+
+    def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
+                 *, backend: Backend | None = None) -> None:
+        self.graph, self.session, self.y, self.x = graph, session, y, x
+        if backend is None:
+            backend = self._make_backend(graph, session, y, x)
+        else:
+            if any(v is not None for v in (graph, session, y, x)):
+                raise TypeError(f"{type(self).__name__}: pass either (graph, session, y, x) "
+                                "or backend=, not both")
+            if not isinstance(backend, Backend):
+                raise TypeError(f"backend: expected a saliency_tf1 Backend, got "
+                                f"{type(backend).__name__}")
+            if self.graph_only and not isinstance(backend, TF1Backend):
+                raise TypeError(
+                    f"{type(self).__name__}: its gated gradients exist only in a TF1 graph; "
+                    "build it with (graph, session, y, x) and wrap it in "
+                    "saliency_tf1.compat.core.CoreAdapter for the core API"
+                )
+        self.backend: Backend = backend
+
+    def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> Backend:
+        return TF1Backend(graph, session, y, x)
+
+    @classmethod
+    def from_backend(cls, backend: Backend) -> TF1Saliency:
+        """The method over any :class:`~saliency_tf1.engine.backend.Backend`.
+
+        Same as ``cls(backend=backend)``: ``graph``/``session``/``y``/``x``
+        are ``None`` on such an instance. Raises TypeError for a
+        :attr:`graph_only` method over a backend other than a TF1Backend.
+        """
+        return cls(backend=backend)
+
+    # -- to be written by each method ------------------------------------------
+
+    def _check_args(self, xs: np.ndarray, call: str, **kwargs: Any
+                    ) -> tuple[dict[str, Any], int]:
+        """Validates the method's arguments for ``call`` on inputs ``xs``.
+
+        Returns ``(args for the kernel, model rows per input)``. The default:
+        the method takes no arguments, one row per input.
+        """
+        check_no_extra(f"{type(self).__name__}.{call}", kwargs)
+        return {}, 1
+
+    def _masks(self, inputs: np.ndarray, sources: np.ndarray, feed: Any, batch_size: int,
+               **args: Any) -> Any:
+        """One mask per input (shape ``inputs.shape`` unless the method says otherwise).
+
+        ``sources[i]`` is the index of the public call's input that
+        ``inputs[i]`` derives from (pass it on to ``backend.evaluate``). A
+        method may return a tuple whose first element is the masks and whose
+        other elements hold one value per input (e.g. IG's errors).
+        """
+        raise NotImplementedError
+
+    # -- shared helpers ----------------------------------------------------------
+
+    def plan(self, inputs: Any, call: str = "GetMask", *, batch_size: int | None = None,
+             **kwargs: Any) -> Plan:
+        """Checks a public call's arguments on ``inputs`` without running anything.
+
+        ``inputs`` is one input (a batch for ``call="GetMaskBatch"``);
+        ``kwargs`` are the call's arguments (for ``GetSmoothedMask`` its own
+        ``stdev_spread``/``nsamples``/``magnitude``/``seed`` too). Raises as
+        the call would; returns the :class:`Plan` the call would follow.
+        """
+        if call not in CALLS:
+            raise ValueError(f"call: expected one of {list(CALLS)}, got {call!r}")
+        batched = call == "GetMaskBatch"
+        xs = self._check_inputs(inputs, "x_batch" if batched else "x_value", batched=batched)
+        if call == "GetSmoothedMask":
+            check_smoothing(**{k: kwargs.pop(k) for k in SMOOTHING_ARGS if k in kwargs})
+        return self._plan(xs if batched else xs[None], call, batch_size, kwargs)
+
+    def _plan(self, xs: np.ndarray, call: str, batch_size: Any, kwargs: dict[str, Any]
+              ) -> Plan:
+        batch_size = (self.default_batch_size if batch_size is None
+                      else check_positive_int("batch_size", batch_size))
+        args, rows = self._check_args(xs, call, **kwargs)
+        return Plan(batch_size, rows, args)
+
+    def _check_inputs(self, value: Any, name: str, batched: bool) -> np.ndarray:
+        return check_array(name, value, self.backend.input_shape, batched=batched)
+
+    def _evaluate(
+        self,
+        rows: np.ndarray,
+        key: str,
+        feed: Any,
+        sources: np.ndarray,
+        batch_size: int,
+    ) -> np.ndarray:
+        """``backend.evaluate`` of one key over any number of rows, in chunks."""
+        parts = [
+            self.backend.evaluate(rows[a:b], [key], feed, sources[a:b])[key]
+            for a, b in chunk_bounds(len(rows), batch_size)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _explain(self, xs: np.ndarray, feed_dict: Any, call: str, batch_size: Any,
+                 kwargs: dict[str, Any]) -> Any:
+        """Checks everything for a call on the inputs ``xs``, then runs the kernel."""
+        plan = self._plan(xs, call, batch_size, kwargs)
+        feed = self.backend.prepare_feed(feed_dict, len(xs))
+        return self._masks(xs, np.arange(len(xs)), feed, plan.batch_size, **plan.args)
+
+    # -- public API ----------------------------------------------------------------
+
+    def GetMask(self, x_value: Any, feed_dict: dict | None = None, *,
+                batch_size: int | None = None, **kwargs: Any) -> Any:
+        """Returns the method's mask for one input (not batched), shape ``x_value.shape``.
+
+        Args:
+          x_value: one input, the shape of ``x`` without its batch dimension.
+          feed_dict: values for the graph's other placeholders (tensor or
+            tensor-name keys); never modified.
+          batch_size: most model rows per ``session.run``.
+          **kwargs: the method's own arguments.
+        """
+        x = self._check_inputs(x_value, "x_value", batched=False)
+        out = self._explain(x[None], feed_dict, "GetMask", batch_size, kwargs)
+        return tuple(part[0] for part in out) if isinstance(out, tuple) else out[0]
+
+    def GetMaskBatch(self, x_batch: Any, feed_dict: dict | None = None, *,
+                     batch_size: int | None = None, **kwargs: Any) -> Any:
+        """Returns one mask per input of ``x_batch`` (shape ``[N, ...]``), computed in batches.
+
+        Equals stacking ``GetMask`` of each input. A :class:`PerExample`
+        value in ``feed_dict`` gives each input its own value (e.g. its class).
+        """
+        xs = self._check_inputs(x_batch, "x_batch", batched=True)
+        return self._explain(xs, feed_dict, "GetMaskBatch", batch_size, kwargs)
+
+    def GetSmoothedMask(
+        self,
+        x_value: Any,
+        feed_dict: dict | None = None,
+        stdev_spread: float = 0.15,
+        nsamples: int = 25,
+        magnitude: bool = True,
+        *,
+        seed: int | np.random.Generator | None = None,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Returns the SmoothGrad mask of any method: its mask averaged over noisy copies.
+
+        ``mean_k m(x + e_k)`` with ``e_k ~ N(0, sigma^2)``, or the mean of
+        ``m(x + e_k)**2`` when ``magnitude`` (SmoothGrad-Squared). Smilkov et
+        al., "SmoothGrad: removing noise by adding noise", 2017,
+        arXiv:1706.03825; Hooker et al., 2019 (squared variant).
+
+        Args:
+          x_value: one input, not batched.
+          feed_dict: values for the graph's other placeholders.
+          stdev_spread: ``sigma`` as a fraction of ``max(x_value) - min(x_value)``.
+          nsamples: number of noisy copies.
+          magnitude: average squared masks instead of masks.
+          seed: an int or ``np.random.Generator`` for the noise: the same seed
+            gives the same mask, and the noise is drawn in the input's float
+            precision (float32 for float32/uint8 inputs), the fast path.
+            ``None`` draws float64 noise from NumPy's global random state in
+            exactly PAIR's order, so after ``np.random.seed(s)`` the mask equals
+            PAIR's (slower: that generator is about twice as costly).
+          batch_size: most model rows per ``session.run``.
+          **kwargs: the method's own ``GetMask`` arguments.
+        """
+        x = self._check_inputs(x_value, "x_value", batched=False)
+        stdev_spread, nsamples, magnitude, seed = check_smoothing(
+            stdev_spread, nsamples, magnitude, seed)
+        plan = self._plan(x[None], "GetSmoothedMask", batch_size, kwargs)
+        feed = self.backend.prepare_feed(feed_dict, 1)
+        rng = None if seed is None else (
+            seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed))
+
+        stdev = stdev_spread * float(np.max(x) - np.min(x))
+        per_chunk = max(1, plan.batch_size // plan.rows_per_input)
+        total = None
+        for start, stop in chunk_bounds(nsamples, per_chunk):
+            noisy = noisy_copies(x, stdev, stop - start, rng)
+            masks = self._masks(noisy, np.zeros(stop - start, np.int64), feed, plan.batch_size,
+                                **plan.args)
+            acc = np.result_type(masks.dtype, x.dtype, np.float32)
+            part = np.sum(np.square(masks, dtype=acc) if magnitude else masks, axis=0, dtype=acc)
+            total = part if total is None else total + part
+        return total / nsamples
