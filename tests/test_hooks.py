@@ -11,10 +11,14 @@ import tensorflow as tf
 
 from saliency_tf1.datasets import CLASS_NAMES, make_shapes
 from saliency_tf1.demo import build_cnn
+from saliency_tf1.catalogue import METHODS
+from saliency_tf1.methods.grad_cam import GradCam
 from saliency_tf1.methods.gradient import GradientSaliency
-from saliency_tf1.hooks import MASK_KINDS, HookedSession, SaliencyHook, encode_png
+from saliency_tf1.methods.integrated_gradients import IntegratedGradients
+from saliency_tf1.methods.occlusion import Occlusion
 from saliency_tf1.target import ClassTarget
-from saliency_tf1.visualization import VisualizeImageGrayscale, normalize_image
+from saliency_tf1.training import HookedSession, SaliencyHook
+from saliency_tf1.visualization import VisualizeImageGrayscale, encode_png, normalize_image
 
 v1 = tf.compat.v1
 
@@ -22,16 +26,11 @@ WIDTHS = (8, 16)
 SIZE = 32
 
 
-def _ig_available() -> bool:
-    try:
-        from saliency_tf1.methods.integrated_gradients import IntegratedGradients  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-MASKS = [name for name in MASK_KINDS if _ig_available() or "integrated" not in name]
-SWITCHES = {name: name in MASKS for name in MASK_KINDS}
+#: The hook's default masks, with smaller arguments to keep the test fast.
+HOOK_METHODS = {"gradient": {}, "smoothgrad": {"nsamples": 4}, "ig": {"x_steps": 8},
+                "smoothig": {"x_steps": 8, "nsamples": 4}}
+MASKS = list(HOOK_METHODS)
+ONLY_GRADIENT = {"methods": ["gradient"]}
 
 
 def build_training_graph(global_step: bool = True):
@@ -92,8 +91,8 @@ def monitored_run(shapes, tmp_path_factory):
     graph, t = build_training_graph()
     lines: list[str] = []
     hook = SaliencyHook(t["x"], t["logits"], shapes, num_samples=3, every_n_steps=50,
-                        output_dir=logdir, nsamples=4, x_steps=8, batch_size=32,
-                        label_mapping=CLASS_NAMES, log=lines.append, **SWITCHES)
+                        output_dir=logdir, methods=HOOK_METHODS, batch_size=32,
+                        label_mapping=CLASS_NAMES, log=lines.append)
     data = batches(shapes)
     with graph.as_default():
         with v1.train.MonitoredTrainingSession(
@@ -124,6 +123,7 @@ def test_image_summaries_at_expected_steps(monitored_run):
             image = decode(events[step][tag])
             assert image.shape[:2] == (SIZE, SIZE)
             assert image.shape[2] == (1 if tag.endswith("/mask") else 3)
+    assert [r.step for r in hook.history] == [0, 50, 100, 150, 200]
 
 
 def test_masks_at_last_step_equal_direct_computation(monitored_run, shapes):
@@ -144,24 +144,20 @@ def test_masks_at_last_step_equal_direct_computation(monitored_run, shapes):
         last = hook.history[-1]
         np.testing.assert_array_equal(last.classes, classes)
         grad = GradientSaliency(graph, session, target.y, x)
+        ig = IntegratedGradients(graph, session, target.y, x)
         direct = {
-            "vanilla": grad.GetMaskBatch(samples, target.feed(classes)),
-            "smoothed": np.stack([
+            "gradient": grad.GetMaskBatch(samples, target.feed(classes)),
+            "smoothgrad": np.stack([
                 grad.GetSmoothedMask(samples[k], target.feed(int(classes[k])),
                                      stdev_spread=0.15, nsamples=4, seed=k)
                 for k in range(3)]),
-        }
-        if "integrated" in MASKS:
-            from saliency_tf1.methods.integrated_gradients import IntegratedGradients
-
-            ig = IntegratedGradients(graph, session, target.y, x)
-            direct["integrated"] = np.stack([
-                ig.GetMask(samples[k], target.feed(int(classes[k])), x_steps=8)
-                for k in range(3)])
-            direct["smoothed_integrated"] = np.stack([
+            "ig": np.stack([ig.GetMask(samples[k], target.feed(int(classes[k])), x_steps=8)
+                            for k in range(3)]),
+            "smoothig": np.stack([
                 ig.GetSmoothedMask(samples[k], target.feed(int(classes[k])), stdev_spread=0.15,
                                    nsamples=4, seed=k, x_steps=8)
-                for k in range(3)])
+                for k in range(3)]),
+        }
     assert set(last.masks) == set(MASKS)
     for name in MASKS:
         scale = float(np.max(np.abs(direct[name])))
@@ -169,7 +165,7 @@ def test_masks_at_last_step_equal_direct_computation(monitored_run, shapes):
         np.testing.assert_allclose(last.masks[name], direct[name], rtol=1e-4,
                                    atol=1e-5 * scale, err_msg=name)
     # Training moved the masks: the first trigger explained other weights.
-    assert not np.allclose(hook.history[0].masks["vanilla"], last.masks["vanilla"])
+    assert not np.allclose(hook.history[0].masks["gradient"], last.masks["gradient"])
 
     # What the event file holds at the last step is these masks, drawn.
     written = events[200]
@@ -194,7 +190,7 @@ def test_graph_does_not_grow_and_cost_is_logged(monitored_run):
     assert all("session.run calls" in line and " s, " in line for line in lines)
     # Batched work: one run for the classes, one per plain mask over all samples, and one per
     # sample for each smoothed mask (nsamples x x_steps rows fit in one batch of 32).
-    plain = sum(not MASK_KINDS[m][1] for m in MASKS)
+    plain = sum(not METHODS[m].smoothed for m in MASKS)
     smoothed = len(MASKS) - plain
     expected_runs = 1 + plain + 3 * smoothed
     assert all(r.session_runs == expected_runs for r in monitored_run["hook"].history)
@@ -207,8 +203,7 @@ def test_plain_session_loop_without_global_step(shapes, tmp_path):
     lines: list[str] = []
     hook = SaliencyHook("x:0", "logits:0", shapes.images[5:7], labels=shapes.labels[5:7],
                         every_n_steps=20, class_from="label", label_mapping=CLASS_NAMES,
-                        png_dir=tmp_path / "png", vanilla=True, smoothed=False,
-                        integrated=False, smoothed_integrated=False, log=lines.append)
+                        png_dir=tmp_path / "png", log=lines.append, **ONLY_GRADIENT)
     data = batches(shapes, seed=1)
     with v1.Session(graph=graph) as session:
         session.run(init)
@@ -223,7 +218,7 @@ def test_plain_session_loop_without_global_step(shapes, tmp_path):
         direct = grad.GetMaskBatch(shapes.images[5:7], hook.target.feed(shapes.labels[5:7]))
     assert [r.step for r in hook.history] == [0, 20, 40, 50]
     np.testing.assert_array_equal(hook.history[-1].classes, shapes.labels[5:7])
-    np.testing.assert_allclose(hook.last_masks["vanilla"], direct, rtol=1e-5,
+    np.testing.assert_allclose(hook.last_masks["gradient"], direct, rtol=1e-5,
                                atol=1e-6 * np.abs(direct).max())
     assert sorted(os.listdir(tmp_path / "png")) == [
         f"saliency_step_{s:08d}.png" for s in (0, 20, 40, 50)]
@@ -238,16 +233,11 @@ def test_first_k_of_an_iterable(shapes):
         for start in range(0, 20, 2):
             yield shapes.images[start:start + 2], shapes.labels[start:start + 2]
 
-    hook = SaliencyHook(t["x"], t["logits"], stream(), num_samples=3, vanilla=True,
-                        smoothed=False, integrated=False, smoothed_integrated=False)
+    hook = SaliencyHook(t["x"], t["logits"], stream(), num_samples=3, **ONLY_GRADIENT)
     with graph.as_default():
         hook.begin()
     np.testing.assert_array_equal(hook.samples, shapes.images[:3])
     np.testing.assert_array_equal(hook.labels, shapes.labels[:3])
-
-
-ONLY_VANILLA = {"vanilla": True, "smoothed": False, "integrated": False,
-                "smoothed_integrated": False}
 
 
 @pytest.mark.parametrize("samples, kwargs, message", [
@@ -263,7 +253,7 @@ ONLY_VANILLA = {"vanilla": True, "smoothed": False, "integrated": False,
 ])
 def test_bad_input_fails_at_begin(samples, kwargs, message):
     graph, t = build_training_graph()
-    hook = SaliencyHook(t["x"], t["logits"], samples, **kwargs, **ONLY_VANILLA)  # no error yet
+    hook = SaliencyHook(t["x"], t["logits"], samples, **kwargs, **ONLY_GRADIENT)  # no error yet
     ops = len(graph.get_operations())
     with graph.as_default(), pytest.raises(ValueError, match=message):
         hook.begin()
@@ -277,11 +267,11 @@ def test_bad_input_fails_at_begin(samples, kwargs, message):
 def test_non_image_model_fails_at_begin(analytic):
     with analytic.graph.as_default():
         logits = tf.stack([analytic.y, -analytic.y], axis=1)
-    hook = SaliencyHook(analytic.x, logits, np.ones((2, 3), np.float32), **ONLY_VANILLA)
+    hook = SaliencyHook(analytic.x, logits, np.ones((2, 3), np.float32), **ONLY_GRADIENT)
     with analytic.graph.as_default(), pytest.raises(
             ValueError, match=r"x: SaliencyHook explains images; .* got 'x:0' of shape"):
         hook.begin()
-    hook = SaliencyHook("nope:0", logits, np.ones((2, 3), np.float32), **ONLY_VANILLA)
+    hook = SaliencyHook("nope:0", logits, np.ones((2, 3), np.float32), **ONLY_GRADIENT)
     with analytic.graph.as_default(), pytest.raises(ValueError, match="x: 'nope:0' names no"):
         hook.begin()
 
@@ -290,9 +280,12 @@ def test_non_image_model_fails_at_begin(analytic):
     ({"every_n_steps": 0}, ValueError, "every_n_steps"),
     ({"num_samples": 0}, ValueError, "num_samples"),
     ({"class_from": "truth"}, ValueError, "class_from"),
-    ({"nsamples": 1.5}, TypeError, "nsamples"),
-    ({"vanilla": False, "smoothed": False, "integrated": False, "smoothed_integrated": False},
-     ValueError, "every mask is switched off"),
+    ({"methods": []}, ValueError, "methods: expected at least one method"),
+    ({"methods": ["gradient", "nope"]}, ValueError, "method: unknown name 'nope'"),
+    ({"methods": ["gradcam"]}, ValueError, r"methods: 'gradcam' needs conv_layer="),
+    ({"methods": {"smoothgrad": {"seed": 3}}}, ValueError, "pass seed= to the hook"),
+    ({"methods": [("ig", 25)]}, TypeError, r"methods: expected \(name, \{arguments\}\) pairs"),
+    ({"methods": 3}, TypeError, "methods: expected catalogue names"),
 ])
 def test_bad_arguments_fail_in_constructor(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -309,7 +302,7 @@ def test_encode_png_round_trips(channels, rng):
 
 def test_first_k_of_an_eager_dataset(shapes):
     dataset = tf.data.Dataset.from_tensor_slices((shapes.images[:10], shapes.labels[:10]))
-    hook = SaliencyHook("x:0", "logits:0", dataset.batch(4), num_samples=6, **ONLY_VANILLA)
+    hook = SaliencyHook("x:0", "logits:0", dataset.batch(4), num_samples=6, **ONLY_GRADIENT)
     graph, _ = build_training_graph()
     with graph.as_default():
         hook.begin()
@@ -331,7 +324,7 @@ def test_graph_mode_input_pipeline(shapes, tmp_path):
         train_op = v1.train.AdamOptimizer(3e-3).minimize(
             loss, global_step=v1.train.get_or_create_global_step())
         hook = SaliencyHook(x, logits, dataset, num_samples=2, every_n_steps=10,
-                            class_from="label", **ONLY_VANILLA)
+                            class_from="label", **ONLY_GRADIENT)
         with v1.train.MonitoredTrainingSession(
                 hooks=[hook, v1.train.StopAtStepHook(last_step=20)],
                 log_step_count_steps=None) as sess:
@@ -346,7 +339,49 @@ def test_graph_mode_dataset_of_wrong_shape_fails_at_begin(shapes):
     graph, t = build_training_graph()
     with graph.as_default():
         small = tf.data.Dataset.from_tensor_slices(np.zeros((4, 16, 16, 3), np.float32))
-    hook = SaliencyHook(t["x"], t["logits"], small, num_samples=2, **ONLY_VANILLA)  # eager here
+    hook = SaliencyHook(t["x"], t["logits"], small, num_samples=2, **ONLY_GRADIENT)  # eager here
     with graph.as_default(), pytest.raises(
             ValueError, match=r"samples: expected inputs of shape \[32, 32, 3\]"):
         hook.begin()
+
+
+@pytest.mark.parametrize("methods, error, message", [
+    ({"smoothgrad": {"nsamples": 1.5}}, TypeError, r"methods\['smoothgrad'\]: nsamples"),
+    ({"ig": {"x_steps": 0}}, ValueError, r"methods\['ig'\]: x_steps: expected a positive"),
+    ({"ig": {"x_baseline": np.zeros((4, 4, 3))}}, ValueError, r"methods\['ig'\]: x_baseline"),
+    ({"occlusion": {"size": 64}}, ValueError, r"methods\['occlusion'\]: .* larger than"),
+    ({"gradient": {"x_steps": 5}}, TypeError, r"unexpected arguments \['x_steps'\]"),
+])
+def test_bad_method_arguments_fail_at_begin(shapes, methods, error, message):
+    graph, t = build_training_graph()
+    hook = SaliencyHook(t["x"], t["logits"], shapes.images[:2], methods=methods)
+    with graph.as_default(), pytest.raises(error, match=message):
+        hook.begin()
+
+
+def test_any_catalogue_method_by_name_with_its_arguments(shapes):
+    """Grad-CAM (on the conv layer) and a strided occlusion, traced by the hook, equal the
+    methods called directly."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [None, SIZE, SIZE, 3], name="x")
+        net = build_cnn(x, len(CLASS_NAMES), seed=0, widths=WIDTHS)
+        init = v1.global_variables_initializer()
+    samples = shapes.images[:2]
+    hook = SaliencyHook(x, net["logits"], samples, conv_layer=net["conv"],
+                        methods={"gradcam": {"three_dims": False},
+                                 "occlusion": {"size": 8, "stride": 8}})
+    with v1.Session(graph=graph) as session:
+        session.run(init)
+        with HookedSession(session, [hook]):
+            pass
+        target = hook.target
+        classes = hook.history[-1].classes
+        cam = GradCam(graph, session, target.y, x, net["conv"]).GetMaskBatch(
+            samples, target.feed(classes), three_dims=False)
+        occlusion = Occlusion(graph, session, target.y, x).GetMaskBatch(
+            samples, target.feed(classes), size=8, stride=8)
+    assert set(hook.last_masks) == {"gradcam", "occlusion"}
+    np.testing.assert_allclose(hook.last_masks["gradcam"], cam, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hook.last_masks["occlusion"], occlusion, rtol=1e-5, atol=1e-5)
+    assert hook.last_masks["gradcam"].shape == (2, SIZE, SIZE) and np.abs(cam).max() > 0

@@ -117,18 +117,19 @@ def save_grid(
 
 
 def encode_png(image: Any) -> bytes:
-    """PNG bytes of a uint8 ``[h, w]`` or ``[h, w, c]`` image (c = 1, 3 or 4), by matplotlib."""
+    """PNG bytes of a uint8 ``[h, w]`` or ``[h, w, c]`` image (c = 1 to 4), by Pillow.
+
+    (Pillow is a dependency of matplotlib, so it is always installed with this package.)
+    """
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         raise TypeError(f"image: expected a uint8 array, got {arr.dtype}")
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-        raise ValueError(f"image: expected shape [h, w] or [h, w, 1|3|4], got {arr.shape}")
-    from matplotlib import image as mpl_image
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (2, 3, 4)):
+        raise ValueError(f"image: expected shape [h, w] or [h, w, 1..4], got {arr.shape}")
+    from PIL import Image
 
     buffer = io.BytesIO()
-    if arr.ndim == 2:  # grayscale: stored as RGB (matplotlib writes no 1-channel PNG)
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    mpl_image.imsave(buffer, arr, format="png")
+    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG")
     return buffer.getvalue()
