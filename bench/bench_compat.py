@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 from common import interleaved_medians, print_table, relu_cnn  # noqa: E402
-
 from saliency_tf1.compat import core  # noqa: E402
 
 # (label, TF1 class, core class name, call, kwargs)

@@ -32,9 +32,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np  # noqa: E402
 from common import print_table  # noqa: E402
 
+from saliency_tf1.catalogue import METHODS, available_methods  # noqa: E402
 from saliency_tf1.datasets import make_shapes  # noqa: E402
 from saliency_tf1.demo import predict, train_demo_model  # noqa: E402
-from saliency_tf1.catalogue import METHODS, available_methods  # noqa: E402
 from saliency_tf1.metrics import (  # noqa: E402
     deletion,
     insertion,

@@ -36,7 +36,7 @@ class CoreAdapter:
     Example::
 
         methods = {"ig": core.IntegratedGradients(),
-                   "guided": saliency_tf1.compat.core.CoreAdapter(GuidedBackprop(graph, sess, y, x))}
+                   "guided": core.CoreAdapter(GuidedBackprop(graph, sess, y, x))}
         masks = {name: m.GetMask(image, call_model_function, args) for name, m in methods.items()}
     """
 

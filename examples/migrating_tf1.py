@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from saliency_tf1.compat import (
+    core,  # Before: import saliency.core (and saliency.tf1's call_model_function)
+)
 
 # Before:  import saliency.tf1 as saliency
 import saliency_tf1 as saliency
-from saliency_tf1.compat import core  # Before: import saliency.core (and saliency.tf1's call_model_function)
 
 v1 = tf.compat.v1
 

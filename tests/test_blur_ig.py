@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from saliency_tf1.compat import CallModelBackend, create_tf1_call_model_function
+
 from saliency_tf1.engine.backend import TF1Backend
 from saliency_tf1.engine.batching import noisy_copies
 from saliency_tf1.methods.blur_ig import BlurIG, blur_path, gaussian_blur, gaussian_blur_matrix

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from saliency_tf1.catalogue import available_methods
 from saliency_tf1.cli import (
     DEFAULT_METHODS,
     _output_names,
@@ -34,7 +35,6 @@ from saliency_tf1.cli import (
 from saliency_tf1.demo import build_cnn
 from saliency_tf1.methods.grad_cam import GradCam
 from saliency_tf1.methods.gradient import GradientSaliency
-from saliency_tf1.catalogue import available_methods
 from saliency_tf1.target import ClassTarget
 
 Image = pytest.importorskip("PIL.Image")

@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from saliency_tf1.compat import core
 from saliency_tf1.compat.call_model import CallModelBackend, check_call_model_output
-from saliency_tf1 import ClassTarget
+
+from saliency_tf1 import ClassTarget, PerExample
 from saliency_tf1.engine import backend as spine
-from saliency_tf1 import PerExample
 
 v1 = tf.compat.v1
 
@@ -74,8 +73,8 @@ CASES = [
     Case("gradient", "saliency_tf1.methods.gradient:GradientSaliency", "GradientSaliency"),
     Case("smoothgrad", "saliency_tf1.methods.gradient:GradientSaliency", "GradientSaliency",
          call="GetSmoothedMask", kwargs={"nsamples": 4, "stdev_spread": 0.1}),
-    Case("ig", "saliency_tf1.methods.integrated_gradients:IntegratedGradients", "IntegratedGradients",
-         kwargs={"x_steps": 8}),
+    Case("ig", "saliency_tf1.methods.integrated_gradients:IntegratedGradients",
+         "IntegratedGradients", kwargs={"x_steps": 8}),
     Case("smooth_ig", "saliency_tf1.methods.integrated_gradients:IntegratedGradients",
          "IntegratedGradients", call="GetSmoothedMask",
          kwargs={"nsamples": 3, "magnitude": False, "x_steps": 5}),

@@ -14,7 +14,12 @@ import tensorflow as tf
 from conftest import make_relu_cnn
 
 from saliency_tf1 import ClassTarget, GradientSaliency
-from saliency_tf1.methods.guided_backprop import Deconvnet, GuidedBackprop, gated_gradients, path_ops
+from saliency_tf1.methods.guided_backprop import (
+    Deconvnet,
+    GuidedBackprop,
+    gated_gradients,
+    path_ops,
+)
 
 v1 = tf.compat.v1
 
@@ -461,8 +466,9 @@ def test_v1_control_flow_cond_is_gated_and_while_loop_is_refused():
 @pytest.mark.parametrize("cls_name", ["GuidedBackprop", "Deconvnet", "GuidedGradCam"])
 def test_gated_methods_refuse_non_graph_backends(cls_name):
     """Their gated gradients exist only as graph ops: another backend would silently un-gate."""
-    import saliency_tf1
     from saliency_tf1.compat.call_model import CallModelBackend
+
+    import saliency_tf1
 
     backend = CallModelBackend(lambda x_batch, call_model_args=None, expected_keys=None: {})
     with pytest.raises(TypeError, match=f"{cls_name}: its gated gradients exist only in a TF1"):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from saliency_tf1.catalogue import METHODS
 from saliency_tf1.datasets import CLASS_NAMES, make_shapes
 from saliency_tf1.demo import build_cnn
-from saliency_tf1.catalogue import METHODS
 from saliency_tf1.methods.grad_cam import GradCam
 from saliency_tf1.methods.gradient import GradientSaliency
 from saliency_tf1.methods.integrated_gradients import IntegratedGradients

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from saliency_tf1.engine.batching import noisy_copies
-from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 from saliency_tf1.engine.paths import RULES
+from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 from saliency_tf1.target import ClassTarget
 
 v1 = tf.compat.v1

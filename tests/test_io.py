@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 from method_cases import grid_segments, method_args
 
+from saliency_tf1.catalogue import METHODS, available_methods
 from saliency_tf1.demo import build_cnn
 from saliency_tf1.models import (
     LoadedModel,
@@ -26,7 +27,6 @@ from saliency_tf1.models import (
     load_model,
     load_saved_model,
 )
-from saliency_tf1.catalogue import METHODS, available_methods
 from saliency_tf1.target import ClassTarget
 
 v1 = tf.compat.v1

@@ -30,8 +30,8 @@ import textwrap
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.models.legacy import LEGACY_KERAS_ENV, enable_legacy_keras
 from saliency_tf1.catalogue import available_methods
+from saliency_tf1.models.legacy import LEGACY_KERAS_ENV, enable_legacy_keras
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)

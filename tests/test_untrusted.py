@@ -26,7 +26,6 @@ from saliency_tf1.models import (
     load_model,
     load_saved_model,
 )
-
 from saliency_tf1.models.guard import CONDITIONALLY_UNSAFE_OPS, SAVER_OPS
 
 v1 = tf.compat.v1
