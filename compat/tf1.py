@@ -11,16 +11,25 @@ from saliency_tf1.engine.backend import CORE_KEYS, TF1Backend
 from saliency_tf1.engine.checks import check_array
 
 
+class MissingConvLayerError(ValueError, RuntimeError):
+    """A conv key asked of a function made without ``conv_layer``.
+
+    A RuntimeError, as PAIR's function raises, and a ValueError, as every other
+    bad argument here.
+    """
+
+
 class TF1CallModelFunction:
     """A core-API ``call_model_function`` over a TF1 model (:func:`create_tf1_call_model_function`).
 
     Attributes:
-      backend: the :class:`~saliency_tf1.backend.TF1Backend` that holds the ops.
+      backend: the :class:`~saliency_tf1.engine.backend.TF1Backend` that holds the ops.
       graph, session, y, x, conv_layer: the model it was made for.
     """
 
     def __init__(self, graph: Any, session: Any, y: Any, x: Any, conv_layer: Any = None) -> None:
-        self.backend = TF1Backend(graph, session, y, x, conv_layer)
+        # Any conv_layer rank, as PAIR's: only Grad-CAM needs [batch, h, w, c].
+        self.backend = TF1Backend(graph, session, y, x, conv_layer, conv_rank=None)
         self.graph, self.session, self.y, self.x = graph, session, y, x
         self.conv_layer = conv_layer
 
@@ -54,6 +63,13 @@ class TF1CallModelFunction:
             )
         else:
             keys = list(expected_keys)
+        for key in keys:
+            if key not in CORE_KEYS:
+                raise ValueError(f"Invalid expected key {key}; expected keys among {CORE_KEYS}")
+            if key not in self.backend.keys:
+                raise MissingConvLayerError(
+                    f"Cannot return key {key} because no conv_layer was specified; pass "
+                    "conv_layer= to create_tf1_call_model_function")
         xs = check_array("x_value_batch", x_value_batch, self.backend.input_shape, batched=True)
         feed = self.backend.prepare_feed(call_model_args, len(xs))
         return self.backend.evaluate(xs, keys, feed)

@@ -122,6 +122,8 @@ class TF1Backend(Backend):
       x: the input tensor; its outer dimension is the batch.
       conv_layer: optional ``[batch, h, w, c]`` tensor between ``x`` and ``y``
         (Grad-CAM).
+      conv_rank: the rank ``conv_layer`` must have; ``None`` accepts any rank
+        (the core API's ``create_tf1_call_model_function`` does, as PAIR's).
       input_gradients: optional tensor to serve as ``INPUT_OUTPUT_GRADIENTS``
         instead of ``tf.gradients(y, x)``, or a zero-argument callable
         returning it (guided backprop builds its own), called after the checks.
@@ -139,6 +141,7 @@ class TF1Backend(Backend):
         conv_layer: Any = None,
         *,
         input_gradients: Any = None,
+        conv_rank: int | None = 4,
         extra_fetches: Callable[[dict], Mapping[str, Any]] | None = None,
     ) -> None:
         check_graph_and_session(graph, session)
@@ -157,7 +160,7 @@ class TF1Backend(Backend):
             )
         if conv_layer is not None:
             check_tensor("conv_layer", conv_layer, graph)
-            if conv_layer.shape.rank != 4:
+            if conv_rank is not None and conv_layer.shape.rank != conv_rank:
                 raise ValueError(
                     f"conv_layer: expected a 4-D [batch, h, w, c] tensor, got "
                     f"{conv_layer.name!r} of shape {conv_layer.shape}"

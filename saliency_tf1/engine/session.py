@@ -305,10 +305,15 @@ class SessionRunner:
                   sources: np.ndarray) -> dict[str, np.ndarray]:
         run_feed = feed.for_rows(sources)
         run_feed[self.x] = chunk
+        # y is fetched on every run (the forward pass computes it anyway) to check
+        # that it gives one value per row fed.
+        wanted = list(keys)
+        if self.y_key is not None and self.y_key not in wanted:
+            wanted.append(self.y_key)
         with self.graph.as_default():
-            values = self.session.run([self.fetches[k] for k in keys], feed_dict=run_feed)
+            values = self.session.run([self.fetches[k] for k in wanted], feed_dict=run_feed)
         out = {}
-        for key, value in zip(keys, values):
+        for key, value in zip(wanted, values):
             value = np.asarray(value)
             if key == self.y_key:
                 if value.size != len(chunk):
@@ -319,4 +324,4 @@ class SessionRunner:
                     )
                 value = value.reshape(len(chunk))  # () for a scalar y, one row per run
             out[key] = value
-        return out
+        return {k: out[k] for k in keys}

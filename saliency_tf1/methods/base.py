@@ -99,12 +99,16 @@ class TF1Saliency:
             if not isinstance(backend, Backend):
                 raise TypeError(f"backend: expected a saliency_tf1 Backend, got "
                                 f"{type(backend).__name__}")
-            if self.graph_only and not isinstance(backend, TF1Backend):
-                raise TypeError(
-                    f"{type(self).__name__}: its gated gradients exist only in a TF1 graph; "
-                    "build it with (graph, session, y, x) and wrap it in "
-                    "saliency_tf1.compat.core.CoreAdapter for the core API"
-                )
+            if self.graph_only:
+                if not isinstance(backend, TF1Backend):
+                    raise TypeError(
+                        f"{type(self).__name__}: its gated gradients exist only in a TF1 graph; "
+                        "build it with (graph, session, y, x) and wrap it in "
+                        "saliency_tf1.compat.core.CoreAdapter for the core API"
+                    )
+                # Its gradients are its own ops: build them on the backend's model.
+                backend = self._make_backend(backend.graph, backend.session, backend.y,
+                                             backend.x)
         self.backend: Backend = backend
 
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> Backend:

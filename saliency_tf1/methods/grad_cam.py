@@ -174,11 +174,12 @@ class GradCam(TF1Saliency):
         if backend is None and conv_layer is None:
             raise TypeError(f"conv_layer: {type(self).__name__} needs the [batch, h, w, c] "
                             "tensor of a convolutional layer between x and y, got None")
-        self.conv_layer = conv_layer
+        self.conv_layer = conv_layer if backend is None else getattr(backend, "conv_layer", None)
         super().__init__(graph, session, y, x, backend=backend)
 
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> TF1Backend:
-        return TF1Backend(graph, session, y, x, self.conv_layer, extra_fetches=self._graph_maps)
+        return TF1Backend(graph, session, y, x, self.conv_layer,
+                          extra_fetches=lambda f: self._graph_maps(graph, x, f))
 
     # The backend keys of the graph-side maps: [n, h, w] and normalised [n, H, W].
     @property
@@ -189,10 +190,10 @@ class GradCam(TF1Saliency):
     def _resized_key(self) -> str:
         return self._map_key + "_RESIZED"
 
-    def _graph_maps(self, fetches: dict) -> dict:
+    def _graph_maps(self, graph: Any, x: Any, fetches: dict) -> dict:
         conv = fetches[CONVOLUTION_LAYER_VALUES]
         grads = fetches[CONVOLUTION_OUTPUT_GRADIENTS]
-        x, plus_plus = self.x, self._plus_plus
+        plus_plus = self._plus_plus
 
         def build() -> dict:
             maps = _cam_maps_graph(conv, grads, plus_plus)
@@ -203,7 +204,7 @@ class GradCam(TF1Saliency):
                 out[self._resized_key] = _normalize_and_resize_graph(maps, map_size, size)
             return out
 
-        return cached_ops(self.graph, ("grad_cam", plus_plus, conv.name, grads.name, x.name),
+        return cached_ops(graph, ("grad_cam", plus_plus, conv.name, grads.name, x.name),
                           build)
 
     def _maps(self, inputs: np.ndarray, sources: np.ndarray, feed: Any, batch_size: int,
@@ -305,7 +306,7 @@ class GuidedGradCam(GradCam):
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> TF1Backend:
         return TF1Backend(graph, session, y, x, self.conv_layer,
                           input_gradients=lambda: gated_gradients(graph, y, x, "guided"),
-                          extra_fetches=self._graph_maps)
+                          extra_fetches=lambda f: self._graph_maps(graph, x, f))
 
     def GetMask(
         self, x_value: Any, feed_dict: dict | None = None, *, batch_size: int | None = None
