@@ -158,6 +158,17 @@ def load_image(
     return array[..., None] if channels == 1 else array
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a finite float (``nan``/``inf`` are usage errors naming the option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def to_model_input(image: np.ndarray, scale: float = 1.0, offset: float = 0.0,
                    dtype: Any = np.float32) -> np.ndarray:
     """``image / 255 * scale + offset``: uint8 pixels to the model's input range.
@@ -423,9 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--resize", action="store_true",
                     help="resize images to the input tensor's height x width (default: an image "
                          "of another size is an error)")
-    ex.add_argument("--scale", type=float, default=1.0,
+    ex.add_argument("--scale", type=finite_float, default=1.0,
                     help="pixel range: image/255*SCALE+OFFSET (default: %(default)s)")
-    ex.add_argument("--offset", type=float, default=0.0, help="see --scale (default: %(default)s)")
+    ex.add_argument("--offset", type=finite_float, default=0.0,
+                    help="see --scale (default: %(default)s)")
     ex.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
                     help="a value for another placeholder, e.g. is_training=false (repeatable)")
     ex.add_argument("--allow-unsafe-ops", action="store_true",

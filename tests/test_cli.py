@@ -304,7 +304,10 @@ def test_usage_errors_exit_2(exported, tmp_path, capsys):
             exported.images[0], "--out", tmp_path / "out"]
     for extra, needle in [(["--method", "nosuch"], "unknown 'nosuch'"),
                           (["--method", "gradcam"], "needs --conv-tensor"),
-                          (["--class", "-1"], "--class")]:
+                          (["--class", "-1"], "--class"),
+                          (["--scale", "nan"], "--scale: expected a finite number, got 'nan'"),
+                          (["--offset", "inf"], "--offset: expected a finite number"),
+                          (["--scale", "two"], "--scale: expected a number")]:
         with pytest.raises(SystemExit) as exit_info:
             main([str(a) for a in base + extra])
         assert exit_info.value.code == 2

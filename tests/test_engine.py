@@ -32,24 +32,21 @@ def test_session_of_another_graph_is_refused(analytic):
         saliency.GradientSaliency(analytic.graph, session, analytic.y, analytic.x)
 
 
-def test_y_with_more_values_than_rows_is_an_error_not_a_doubled_mask(analytic):
-    """y of shape [None] whose values do not line up with the rows (issue: silently doubled)."""
-    with analytic.graph.as_default():
-        doubled = tf.concat([analytic.y, analytic.y], 0)
-    xs = np.ones((3, 3), np.float32)
-    for name in ("gradient", "ig"):
-        method = METHODS[name].cls(analytic.graph, analytic.session, doubled, analytic.x)
-        with pytest.raises(ValueError, match=r"y: expected one value per row fed \((\d+) rows\), "
-                                             r"the run returned \d+ values"):
-            method.GetMaskBatch(xs)
-
-
-def test_occlusion_with_misaligned_y_is_an_error(relu_cnn):
-    with relu_cnn.graph.as_default():
-        doubled = tf.concat([relu_cnn.y, relu_cnn.y], 0)
-    method = saliency.Occlusion(relu_cnn.graph, relu_cnn.session, doubled, relu_cnn.x)
-    with pytest.raises(ValueError, match="y: expected one value per row fed"):
-        method.GetMask(np.zeros((16, 16, 3), np.float32), size=8, stride=8)
+@pytest.mark.parametrize("name", list(METHODS))
+def test_y_with_more_values_than_rows_is_an_error_not_a_doubled_mask(relu_cnn, name):
+    """y of shape [None] whose values do not line up with the rows fed (it used to give
+    silently doubled masks): every method refuses it at its first run."""
+    m = relu_cnn
+    with m.graph.as_default():
+        doubled = tf.concat([m.y, m.y], 0)
+    spec = METHODS[name]
+    method = spec.build(m.graph, m.session, doubled, m.x, m.conv)
+    image = np.random.default_rng(0).uniform(size=(16, 16, 3)).astype(np.float32)
+    before = m.op_count()
+    with pytest.raises(ValueError, match=r"y: expected one value per row fed \(\d+ rows\), "
+                                         r"the run returned \d+ values"):
+        spec.explain(method, image, **({"size": 8} if name == "occlusion" else {}))
+    assert m.op_count() == before
 
 
 @pytest.mark.parametrize("make_y, error, message", [

@@ -279,3 +279,23 @@ def test_variables_of_another_graph_are_refused(net):
     with pytest.raises(ValueError, match="variables"), randomized_variables(net.session,
                                                                             [stranger]):
         pass
+
+
+def test_measures_that_do_not_fit_the_masks_fail_before_the_cascade(net, rng):
+    """1-D masks with the default measures (SSIM needs 2-D maps): one explain call, then the
+    error naming measures; no layer randomised."""
+    saved = snapshot(net)
+    calls = []
+
+    def explain(xs):
+        calls.append(1)
+        return xs.reshape(len(xs), -1)  # a 1-D mask per input
+
+    with pytest.raises(ValueError, match=r"measures: 'ssim' does not apply to masks of shape"):
+        randomization_check(explain, rng.uniform(size=(2, 8, 8, 2)), net.session)
+    assert len(calls) == 1
+    assert_restored(net, saved)
+    # Without SSIM the same masks work.
+    result = randomization_check(explain, rng.uniform(size=(2, 8, 8, 2)), net.session,
+                                 measures=("spearman_abs",))
+    assert len(result.layers) == 4

@@ -118,6 +118,54 @@ def required_placeholders(fetches: Iterable[Any], fed: Iterable[Any]) -> list[An
     return [found[name] for name in sorted(found)]
 
 
+#: Ops whose first input's values pass to their output unchanged (shape changes only).
+_SAME_VALUES = ("Identity", "Cast", "Reshape", "BroadcastTo", "ExpandDims", "Squeeze", "Tile")
+#: Ops that gather their inputs' values into one output.
+_JOIN_VALUES = ("Pack", "ConcatV2")
+
+
+def _const_int(tensor: Any) -> int | None:
+    """The value of a scalar integer ``Const`` tensor, else ``None``."""
+    op = tensor.op
+    if op.type != "Const":
+        return None
+    values = op.get_attr("value").int_val or op.get_attr("value").int64_val
+    return int(values[0]) if len(values) == 1 else None
+
+
+def index_bound(tensor: Any) -> int | None:
+    """The number of entries ``tensor``'s values index, if the graph shows it statically.
+
+    Follows ``tensor`` through ops that only move its values to the ``indices``
+    input of a ``GatherV2`` or ``OneHot`` and returns the smallest size they
+    index (the params' gathered axis, the one-hot depth); ``None`` where there
+    is no such consumer or no static size. A graph walk: adds no ops.
+    """
+    bounds = []
+    seen = set()
+    stack = [tensor]
+    while stack:
+        t = stack.pop()
+        if t.name in seen:
+            continue
+        seen.add(t.name)
+        for op in t.consumers():
+            inputs = list(op.inputs)
+            if (op.type in _SAME_VALUES and inputs[0] is t) or op.type in _JOIN_VALUES:
+                stack.append(op.outputs[0])
+            elif op.type == "GatherV2" and inputs[1] is t:
+                axis, shape = _const_int(inputs[2]), inputs[0].shape
+                if axis is not None and shape.rank is not None:
+                    size = shape.as_list()[axis]
+                    if size is not None:
+                        bounds.append(size)
+            elif op.type == "OneHot" and inputs[0] is t:
+                depth = _const_int(inputs[1])
+                if depth is not None:
+                    bounds.append(depth)
+    return min(bounds) if bounds else None
+
+
 def check_tensor(name: str, tensor: Any, graph: Any) -> None:
     """Raises TypeError/ValueError unless ``tensor`` is a tf.Tensor of ``graph``."""
     tf = tf_module()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .checks import describe
-from .graph import check_tensor, required_placeholders, tf_module
+from .graph import check_tensor, index_bound, required_placeholders, tf_module
 
 
 class PerExample:
@@ -168,12 +168,18 @@ def check_feed_value(tensor: Any, value: Any, what: str) -> None:
                 f"{what}: expected whole numbers for {tensor.name!r} (dtype {dtype.name}), got "
                 f"non-integer values such as {arr[arr != np.round(arr)].flat[0]!r}"
             )
-        return
-    if arr.dtype.kind not in allowed:
+    elif arr.dtype.kind not in allowed:
         raise TypeError(
             f"{what}: expected a value castable to {dtype.name} for {tensor.name!r}, got "
             f"dtype {arr.dtype}"
         )
+    if kind in "iu" and arr.size:
+        bound = index_bound(tensor)
+        if bound is not None and (np.any(arr < 0) or np.any(arr >= bound)):
+            raise ValueError(
+                f"{what}: {tensor.name!r} indexes {bound} entries (e.g. classes); expected "
+                f"values in [0, {bound}), got {np.unique(arr).tolist()[:10]}"
+            )
 
 
 class SessionRunner:

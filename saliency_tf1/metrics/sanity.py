@@ -317,6 +317,12 @@ def randomization_check(
     original = np.asarray(explain(images))
     if len(original) != len(images):
         raise ValueError(f"explain: expected {len(images)} masks, got shape {original.shape}")
+    for m in measures:  # before the cascade: each measure must apply to these masks
+        try:
+            mask_similarity(original[0], original[0], m)
+        except ValueError as err:
+            raise ValueError(f"measures: {m!r} does not apply to masks of shape "
+                             f"{original.shape[1:]} ({err})") from None
     similarity = {m: np.empty((len(top_first), len(images))) for m in measures}
     try:
         with progress_bar(progress, len(top_first), f"randomisation ({mode})", auto_min=1) as bar:
