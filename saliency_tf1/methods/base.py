@@ -35,14 +35,54 @@ from ..engine.checks import (
 CALLS = ("GetMask", "GetMaskBatch", "GetSmoothedMask", "GetMaskWithDetails")
 
 #: ``GetSmoothedMask``'s own arguments, on top of the method's.
-SMOOTHING_ARGS = ("stdev_spread", "nsamples", "magnitude", "seed")
+SMOOTHING_ARGS = ("stdev_spread", "nsamples", "magnitude", "seed", "statistic")
+
+#: What ``GetSmoothedMask`` computes over the noisy masks ``m_k`` (``statistic=``).
+STATISTICS = ("mean", "square", "variance")
 
 
 def check_smoothing(stdev_spread: Any = 0.15, nsamples: Any = 25, magnitude: Any = True,
-                    seed: Any = None) -> tuple[float, int, bool, Any]:
-    """Checks ``GetSmoothedMask``'s own arguments; returns them normalised."""
+                    seed: Any = None, statistic: Any = None
+                    ) -> tuple[float, int, str, Any]:
+    """Checks ``GetSmoothedMask``'s own arguments; returns ``(stdev_spread, nsamples,
+    statistic, seed)`` with ``statistic=None`` resolved from ``magnitude`` as PAIR does."""
+    if statistic is None:
+        statistic = "square" if magnitude else "mean"
+    elif not isinstance(statistic, str) or statistic not in STATISTICS:
+        raise ValueError(f"statistic: expected None or one of {list(STATISTICS)}, got "
+                         f"{statistic!r}")
     return (check_finite_number("stdev_spread", stdev_spread, minimum=0.0),
-            check_positive_int("nsamples", nsamples), bool(magnitude), check_seed("seed", seed))
+            check_positive_int("nsamples", nsamples), statistic, check_seed("seed", seed))
+
+
+class RunningMoments:
+    """Mean and variance of a stream of mask chunks in one pass (Chan et al.'s update).
+
+    ``add(masks)`` takes a chunk ``[k, ...]``; float64 accumulation.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None  # sum of squared deviations from the mean
+
+    def add(self, masks: np.ndarray) -> None:
+        k = len(masks)
+        chunk_mean = masks.mean(axis=0, dtype=np.float64)
+        chunk_m2 = np.square(masks - chunk_mean, dtype=np.float64).sum(axis=0)
+        if self.mean is None:
+            self.count, self.mean, self.m2 = k, chunk_mean, chunk_m2
+            return
+        total = self.count + k
+        delta = chunk_mean - self.mean
+        self.mean = self.mean + delta * (k / total)
+        self.m2 = self.m2 + chunk_m2 + np.square(delta) * (self.count * k / total)
+        self.count = total
+
+    @property
+    def variance(self) -> np.ndarray:
+        """The population variance ``mean_k (m_k - mean)^2``."""
+        return self.m2 / self.count
 
 
 @dataclass(frozen=True)
@@ -234,34 +274,42 @@ class TF1Saliency:
         magnitude: bool = True,
         *,
         seed: int | np.random.Generator | None = None,
+        statistic: str | None = None,
         batch_size: int | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        """Returns the SmoothGrad mask of any method: its mask averaged over noisy copies.
+        """Returns a statistic of any method's mask over noisy copies of the input (SmoothGrad).
 
-        ``mean_k m(x + e_k)`` with ``e_k ~ N(0, sigma^2)``, or the mean of
-        ``m(x + e_k)**2`` when ``magnitude`` (SmoothGrad-Squared). Smilkov et
-        al., "SmoothGrad: removing noise by adding noise", 2017,
-        arXiv:1706.03825; Hooker et al., 2019 (squared variant).
+        With ``m_k = m(x + e_k)``, ``e_k ~ N(0, sigma^2)``: ``"mean"``, ``mean_k
+        m_k`` (SmoothGrad: Smilkov et al., "SmoothGrad: removing noise by adding
+        noise", 2017, arXiv:1706.03825); ``"square"``, ``mean_k m_k**2``
+        (SmoothGrad-Squared / SquareGrad: Hooker et al., "A Benchmark for
+        Interpretability Methods in Deep Neural Networks", NeurIPS 2019);
+        ``"variance"``, ``mean_k (m_k - mean_j m_j)**2`` (VarGrad: Adebayo et
+        al., "Sanity Checks for Saliency Maps", NeurIPS 2018). All are computed
+        in one pass over the batches.
 
         Args:
           x_value: one input, not batched.
           feed_dict: values for the graph's other placeholders.
           stdev_spread: ``sigma`` as a fraction of ``max(x_value) - min(x_value)``.
           nsamples: number of noisy copies.
-          magnitude: average squared masks instead of masks.
+          magnitude: PAIR's switch, used when ``statistic`` is ``None``:
+            ``True`` is ``"square"``, ``False`` is ``"mean"``.
           seed: an int or ``np.random.Generator`` for the noise: the same seed
             gives the same mask, and the noise is drawn in the input's float
             precision (float32 for float32/uint8 inputs), the fast path.
             ``None`` draws float64 noise from NumPy's global random state in
             exactly PAIR's order, so after ``np.random.seed(s)`` the mask equals
             PAIR's (slower: that generator is about twice as costly).
+          statistic: ``None`` (by ``magnitude``), ``"mean"``, ``"square"`` or
+            ``"variance"``.
           batch_size: most model rows per ``session.run``.
           **kwargs: the method's own ``GetMask`` arguments.
         """
         x = self._check_inputs(x_value, "x_value", batched=False)
-        stdev_spread, nsamples, magnitude, seed = check_smoothing(
-            stdev_spread, nsamples, magnitude, seed)
+        stdev_spread, nsamples, statistic, seed = check_smoothing(
+            stdev_spread, nsamples, magnitude, seed, statistic)
         plan = self._plan(x[None], "GetSmoothedMask", batch_size, kwargs)
         feed = self.backend.prepare_feed(feed_dict, 1)
         rng = None if seed is None else (
@@ -270,11 +318,18 @@ class TF1Saliency:
         stdev = stdev_spread * float(np.max(x) - np.min(x))
         per_chunk = max(1, plan.batch_size // plan.rows_per_input)
         total = None
+        moments = RunningMoments() if statistic == "variance" else None
         for start, stop in chunk_bounds(nsamples, per_chunk):
             noisy = noisy_copies(x, stdev, stop - start, rng)
             masks = self._masks(noisy, np.zeros(stop - start, np.int64), feed, plan.batch_size,
                                 **plan.args)
+            if moments is not None:
+                moments.add(masks)
+                continue
             acc = np.result_type(masks.dtype, x.dtype, np.float32)
-            part = np.sum(np.square(masks, dtype=acc) if magnitude else masks, axis=0, dtype=acc)
+            square = statistic == "square"
+            part = np.sum(np.square(masks, dtype=acc) if square else masks, axis=0, dtype=acc)
             total = part if total is None else total + part
+        if moments is not None:
+            return moments.variance.astype(np.result_type(x.dtype, np.float32), copy=False)
         return total / nsamples
