@@ -30,7 +30,8 @@ def test_vargrad_of_a_linear_model_is_zero():
 
 def test_vargrad_equals_the_known_gradient_variance(analytic):
     """y = 5 x0 + x1^2 + sin(x2): with x + e, e ~ N(0, s^2), the gradient's variance is
-    [0, 4 s^2, Var cos(x2 + e)] with Var cos = (1 + cos(2 x2) e^{-2 s^2}) / 2 - cos(x2)^2 e^{-s^2}."""
+    [0, 4 s^2, Var cos(x2 + e)], where
+    Var cos(x2 + e) = (1 + cos(2 x2) e^{-2 s^2}) / 2 - cos(x2)^2 e^{-s^2}."""
     grad = saliency.GradientSaliency(analytic.graph, analytic.session, analytic.y, analytic.x)
     x = np.array([0.3, 1.0, 0.7])
     spread = 0.2
