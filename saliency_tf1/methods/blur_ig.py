@@ -2,88 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
 from ..engine.backend import Backend, TF1Backend
+from ..engine.blur import blur_matrices, gaussian_blur
 from ..engine.checks import check_finite_number, check_no_extra, check_positive_int
 from ..engine.graph import cached_ops, tf_module
 from ..engine.paths import integrate_paths
+from ..engine.session import FixedRun
 from .base import TF1Saliency
-
-#: Kernel radius in standard deviations, as ``scipy.ndimage.gaussian_filter``'s default.
-TRUNCATE = 4.0
-
-
-def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
-    """The ``[size, size]`` matrix of a 1-D Gaussian blur with zero padding.
-
-    ``matrix @ v`` equals ``scipy.ndimage.gaussian_filter1d(v, sigma,
-    mode="constant")`` (kernel truncated at ``int(4 sigma + 0.5)``, normalised
-    over its full support, zeros beyond the edges); ``sigma <= 1e-15`` is the
-    identity, as there. float64.
-    """
-    if sigma <= 1e-15:
-        return np.eye(size)
-    radius = int(TRUNCATE * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 / (sigma * sigma) * offsets**2)
-    kernel /= kernel.sum()
-    taps = np.zeros(size)
-    reach = min(radius, size - 1)
-    taps[: reach + 1] = kernel[radius : radius + reach + 1]
-    return taps[_distances(size)]
-
-
-@functools.lru_cache(maxsize=8)
-def _distances(size: int) -> np.ndarray:
-    """``|i - j|`` for ``i, j < size`` (read-only, cached)."""
-    distance = np.abs(np.arange(size)[:, None] - np.arange(size)[None, :])
-    distance.setflags(write=False)
-    return distance
-
-
-def blur_matrices(
-    size: int, sigmas: Any, step: float | None, dtype: Any
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Stacks ``[R, size, size]``: ``K`` of each sigma, ``D = K(s + step) - K(s)``, ``K(s + step)``.
-
-    ``D`` is formed in float64 before the cast to ``dtype``; ``step=None``
-    returns ``(K, None, None)``.
-    """
-    now = np.stack([gaussian_blur_matrix(size, s) for s in sigmas])
-    if step is None:
-        return now.astype(dtype, copy=False), None, None
-    ahead = np.stack([gaussian_blur_matrix(size, s + step) for s in sigmas])
-    return (now.astype(dtype, copy=False), (ahead - now).astype(dtype, copy=False),
-            ahead.astype(dtype, copy=False))
-
-
-def _along_h(matrices: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """``matrices[r] @ image`` along H for a stack ``[R, H, H]``: one matrix product."""
-    count, height = matrices.shape[:2]
-    flat = matrices.reshape(count * height, height) @ image.reshape(height, -1)
-    return flat.reshape(count, *image.shape)
-
-
-def _along_w(matrices: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """``matrices[r]`` applied along W to ``images[r]`` (``[R, H, W, C]``)."""
-    count, height, width, channels = images.shape
-    moved = images.transpose(0, 2, 1, 3).reshape(count, width, height * channels)
-    return (matrices @ moved).reshape(count, width, height, channels).transpose(0, 2, 1, 3)
-
-
-def gaussian_blur(image: np.ndarray, sigmas: Any, dtype: Any = np.float64) -> np.ndarray:
-    """Blurs one ``H x W x C`` image with each of ``sigmas`` over its two spatial axes.
-
-    Returns ``[len(sigmas), H, W, C]`` of ``dtype``; entry ``r`` equals
-    ``scipy.ndimage.gaussian_filter(image, [s, s, 0], mode="constant")`` for
-    ``s = sigmas[r]`` up to float rounding in ``dtype`` (computed as two matrix
-    products, so its cost does not grow with ``sigma``).
-    """
-    return blur_path(image, sigmas, None, dtype)[0]
 
 
 def blur_path(
@@ -91,66 +20,84 @@ def blur_path(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``B(s)`` and ``B(s + step) - B(s)`` of one ``H x W x C`` image for each ``s`` of ``sigmas``.
 
-    ``B`` is :func:`gaussian_blur`. The difference is computed as
-    ``D X K'^T + K X D^T`` with ``K``, ``K'`` the blur matrices of ``s`` and
-    ``s + step`` and ``D = K' - K`` (see :func:`blur_matrices`), not as a
-    difference of two blurs, so it keeps ``dtype``'s relative precision however
-    small ``step`` is. ``step=None`` skips it. NumPy; :class:`GraphBlur` is the
-    same computation in TensorFlow.
+    ``B`` is :func:`gaussian_blur` in ``dtype`` with PAIR's border rule (zeros,
+    4 sigma): exactly PAIR's arithmetic, which rounds each blur to ``dtype``
+    (``scipy.ndimage`` keeps the input's dtype) before subtracting, so in
+    float32 the difference carries the cancellation error of PAIR's (about
+    ``1e-7 |x| / step``). ``step=None`` skips it. NumPy; :class:`GraphBlur`
+    is the same computation in TensorFlow.
     """
-    image = np.asarray(image)
-    height, width, _ = image.shape
-    image = image.astype(dtype, copy=False)
-    k_h, d_h, ahead_h = blur_matrices(height, sigmas, step, dtype)
-    k_w, d_w, ahead_w = (k_h, d_h, ahead_h) if width == height else blur_matrices(
-        width, sigmas, step, dtype)
-    blurred_h = _along_h(k_h, image)
-    points = _along_w(k_w, blurred_h)
+    sigmas = np.asarray(sigmas, dtype=np.float64)
     if step is None:
-        return points, None
-    return points, _along_w(ahead_w, _along_h(d_h, image)) + _along_w(d_w, blurred_h)
+        return gaussian_blur(image, sigmas, dtype), None
+    both = gaussian_blur(image, np.concatenate([sigmas, sigmas + step]), dtype)
+    points = both[: len(sigmas)]
+    return points, both[len(sigmas) :] - points
 
 
 class GraphBlur:
     """:func:`blur_path` as TensorFlow ops in the model's graph, run by its session.
 
-    Built once per graph and dtype (constructor time, never in a call). The
-    batched matrix products then share TensorFlow's thread pool with the
-    model (NumPy's BLAS threads and TensorFlow's contend badly on a busy CPU),
-    and run on the session's GPU when it has one.
+    Built once per graph (constructor time, never in a call). The products
+    are float64 whatever the model's precision, and the passes are rounded to
+    the image's dtype as :func:`gaussian_blur` does, so the path points are
+    PAIR's to the bit: rounding differences of one unit in the last place
+    would flip the model's ReLU and max-pool decisions on the nearly flat,
+    strongly blurred images, and change the gradients by percents. (float64
+    also keeps a GPU's TF32 matrix products out.) The batched matrix products
+    share TensorFlow's thread pool with the model (NumPy's BLAS threads and
+    TensorFlow's contend badly on a busy CPU), and run on the session's GPU
+    when it has one.
     """
 
-    def __init__(self, graph: Any, session: Any, dtype: Any) -> None:
+    #: The dtypes the blurs round to (an image's, at least float32).
+    dtypes = (np.dtype(np.float32), np.dtype(np.float64))
+
+    def __init__(self, graph: Any, session: Any) -> None:
         tf = tf_module()
-        self.session = session
-        self.dtype = np.dtype(dtype)
 
         def build():
-            def stack(name):
-                return tf.compat.v1.placeholder(self.dtype, [None, None, None], name=name)
+            f64 = tf.float64
+            with tf.compat.v1.name_scope("blur_path"):
+                image = tf.compat.v1.placeholder(f64, [None, None, None], name="image")
+                k_h = tf.compat.v1.placeholder(f64, [None, None, None], name="k_h")
+                k_w = tf.compat.v1.placeholder(f64, [None, None, None], name="k_w")
+                height, width, channels = tf.unstack(tf.shape(image))
+                count = tf.shape(k_h)[0]
+                # Along H: one product [2R*H, H] @ [H, C*W], rows (r, i), columns (c, w).
+                columns = tf.reshape(tf.transpose(image, [0, 2, 1]), [height, -1])
+                first = tf.reshape(tf.matmul(tf.reshape(k_h, [-1, height]), columns),
+                                   [count, height * channels, width])
+                outputs = {}
+                for dtype in self.dtypes:
+                    tf_dtype = tf.as_dtype(dtype)
+                    rounded = first if dtype == np.float64 else tf.cast(
+                        tf.cast(first, tf_dtype), f64)
+                    # Along W: [H*C, W] @ K_w^T per blur (K_w is symmetric: zero borders),
+                    # then [2R, H, W, C] in the dtype.
+                    second = tf.cast(tf.matmul(rounded, k_w), tf_dtype)
+                    blurred = tf.transpose(
+                        tf.reshape(second, [count, height, channels, width]), [0, 1, 3, 2])
+                    points, ahead = tf.split(blurred, 2)
+                    outputs[dtype] = (points, ahead - points)
+            return (image, k_h, k_w), outputs
 
-            with tf.compat.v1.name_scope(f"blur_path_{self.dtype.name}"):
-                image = stack("image")
-                k_h, d_h, k_w, d_w, ahead_w = (stack(n) for n in ("k_h", "d_h", "k_w", "d_w",
-                                                                  "ahead_w"))
-                blurred_h = tf.einsum("rij,jwc->riwc", k_h, image)
-                points = tf.einsum("rvw,rhwc->rhvc", k_w, blurred_h)
-                change = (tf.einsum("rvw,rhwc->rhvc", ahead_w,
-                                    tf.einsum("rij,jwc->riwc", d_h, image))
-                          + tf.einsum("rvw,rhwc->rhvc", d_w, blurred_h))
-            return (image, k_h, d_h, k_w, d_w, ahead_w), (points, change)
-
-        self._inputs, self._outputs = cached_ops(graph, ("blur_path", self.dtype.name), build)
+        inputs, outputs = cached_ops(graph, ("blur_path", "float64-pair"), build)
+        self._runs = {dtype: FixedRun(session, outputs[dtype], inputs) for dtype in self.dtypes}
 
     def __call__(self, image: np.ndarray, sigmas: Any, step: float) -> tuple[np.ndarray,
                                                                              np.ndarray]:
+        """``blur_path(image, sigmas, step, dtype)`` with ``dtype`` the image's (>= float32)."""
+        dtype = np.result_type(image.dtype, np.float32)
+        if dtype not in self.dtypes:
+            raise ValueError(f"image: dtype {image.dtype} not supported by the graph blur")
         height, width, _ = image.shape
-        k_h, d_h, ahead_h = blur_matrices(height, sigmas, step, self.dtype)
-        k_w, d_w, ahead_w = (k_h, d_h, ahead_h) if width == height else blur_matrices(
-            width, sigmas, step, self.dtype)
-        values = (image.astype(self.dtype, copy=False), k_h, d_h, k_w, d_w, ahead_w)
-        points, change = self.session.run(self._outputs,
-                                          feed_dict=dict(zip(self._inputs, values)))
+        sigmas = np.asarray(sigmas, dtype=np.float64)
+        both = np.concatenate([sigmas, sigmas + step])
+        k_h = blur_matrices(height, both)
+        k_w = k_h if width == height else blur_matrices(width, both)
+        values = (image.astype(dtype, copy=False).astype(np.float64), k_h, k_w)
+        points, change = self._runs[dtype](*values)
         return points, change
 
 
@@ -172,10 +119,11 @@ class BlurIG(TF1Saliency):
     batch the last row's step ``sigma_{i+1} - sigma_i``; here each row has its own).
     Inputs are ``H x W x C`` images. The blur is PAIR's
     ``scipy.ndimage.gaussian_filter(..., [s, s, 0], mode="constant")``, computed
-    (without scipy) as batched matrix products by TensorFlow ops that the
-    constructor adds to the model's graph (:class:`GraphBlur`; NumPy over
-    non-TF1 backends), in the model's input precision, with the finite
-    difference formed without cancellation (:func:`blur_path`). Path points
+    (without scipy) as batched float64 matrix products by TensorFlow ops that
+    the constructor adds to the model's graph (:class:`GraphBlur`; NumPy over
+    non-TF1 backends) and rounded to the input's dtype as SciPy rounds, so the
+    path points are PAIR's to the bit and the finite difference is PAIR's
+    difference of two rounded blurs (:func:`blur_path`). Path points
     are stacked into ``session.run`` batches of ``batch_size`` rows (across
     inputs and SmoothGrad samples too); each batch also takes one small
     ``session.run`` of the blur ops, made while the previous batch runs.
@@ -206,8 +154,7 @@ class BlurIG(TF1Saliency):
         #: Blurs in the model's graph when built on a TF1 session; NumPy otherwise.
         self._graph_blur: GraphBlur | None = None
         if isinstance(self.backend, TF1Backend):
-            dtype = np.result_type(self.backend.input_dtype, np.float32)
-            self._graph_blur = GraphBlur(self.backend.graph, self.backend.session, dtype)
+            self._graph_blur = GraphBlur(self.backend.graph, self.backend.session)
 
     def GetMask(
         self,
@@ -260,11 +207,10 @@ class BlurIG(TF1Saliency):
     def _masks(self, inputs, sources, feed, batch_size, sigmas, widths, grad_step, progress):
         # widths: each row's own step (PAIR batched: the last row's)
         graph_blur = self._graph_blur
-        if graph_blur is not None:
-            work = graph_blur.dtype  # the model's input precision (at least float32)
-        else:
-            # The input's precision, as PAIR (scipy.ndimage keeps the input's dtype).
-            work = np.result_type(inputs.dtype, np.float32)
+        # The input's precision, as PAIR (scipy.ndimage keeps the input's dtype).
+        work = np.result_type(inputs.dtype, np.float32)
+        if graph_blur is not None and work not in graph_blur.dtypes:
+            graph_blur = None
         expand = (slice(None), None, None, None)
 
         def make_rows(i, k):

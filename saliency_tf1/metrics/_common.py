@@ -1,4 +1,4 @@
-"""Shared pieces of the metrics: input checks, importance maps, batched model calls, blur."""
+"""Shared pieces of the metrics: input checks, importance maps, batched model calls."""
 
 from __future__ import annotations
 
@@ -126,28 +126,6 @@ def select_scores(outputs: np.ndarray, targets: np.ndarray | None) -> np.ndarray
             f"{outputs.shape[1]} model outputs"
         )
     return outputs[np.arange(len(outputs)), targets]
-
-
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of an ``[H, W(, C)]`` image over its two spatial axes.
-
-    Kernel radius ``ceil(3 sigma)``, borders reflected; returns float64.
-    """
-    out = np.asarray(image, dtype=np.float64)
-    if sigma <= 0:
-        return out.copy()
-    radius = int(np.ceil(3 * sigma))
-    taps = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (taps / sigma) ** 2)
-    kernel /= kernel.sum()
-    for axis in (0, 1):
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="symmetric")
-        n = out.shape[axis]
-        out = sum(w * np.take(padded, np.arange(k, k + n), axis=axis)
-                  for k, w in enumerate(kernel))
-    return out
 
 
 def trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -13,18 +13,19 @@ same order: a faithful mask makes the score rise fast (high area is good).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..engine.blur import gaussian_blur
 from ..engine.checks import check_finite_number, check_positive_int
 from ._common import (
     ModelFunction,
     check_images_masks,
     check_targets,
     evaluate_rows,
-    gaussian_blur,
     select_scores,
     trapezoid,
 )
@@ -75,7 +76,9 @@ def _fills(images: np.ndarray, baseline: Any, blur_sigma: float) -> np.ndarray:
     """The baseline image of each input, ``images.shape``, in the images' dtype."""
     if isinstance(baseline, str):
         if baseline == "blur":
-            fill = np.stack([gaussian_blur(img, blur_sigma) for img in images])
+            # Mirrored borders, kernel radius ceil(3 sigma); float64.
+            fill = np.stack([gaussian_blur(img, blur_sigma, mode="reflect",
+                                           radius=math.ceil(3 * blur_sigma)) for img in images])
         elif baseline == "mean":
             fill = np.broadcast_to(images.mean(axis=(1, 2), keepdims=True, dtype=np.float64),
                                    images.shape)
