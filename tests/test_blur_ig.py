@@ -10,8 +10,8 @@ import tensorflow as tf
 from saliency_tf1.compat import CallModelBackend, create_tf1_call_model_function
 
 from saliency_tf1.engine.backend import TF1Backend
-from saliency_tf1.engine.batching import noisy_copies
 from saliency_tf1.engine.blur import gaussian_blur, gaussian_blur_matrix
+from saliency_tf1.engine.noise import noise_key, noisy_copies
 from saliency_tf1.methods.blur_ig import BlurIG, blur_path
 
 v1 = tf.compat.v1
@@ -252,8 +252,7 @@ def test_smoothed_mask_is_mean_of_squared_masks_in_shared_runs(relu_cnn, rng, co
     spy = counting(relu_cnn.session)
     method = make(relu_cnn, spy)
     image = rng.uniform(size=(16, 16, 3)).astype(np.float32)
-    noisy = noisy_copies(image, 0.1 * float(image.max() - image.min()), 4,
-                         np.random.default_rng(9))
+    noisy = noisy_copies(image, 0.1 * float(image.max() - image.min()), 0, 4, noise_key(9))
     expected = np.mean([method.GetMask(v, max_sigma=4, steps=10) ** 2 for v in noisy], axis=0)
     spy.run.reset_mock()
     smooth = method.GetSmoothedMask(image, stdev_spread=0.1, nsamples=4, seed=9, max_sigma=4,

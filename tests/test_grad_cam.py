@@ -9,6 +9,7 @@ from conftest import Model
 
 from saliency_tf1 import ClassTarget
 from saliency_tf1.engine.backend import TF1Backend
+from saliency_tf1.engine.noise import noise_key, standard_normal
 from saliency_tf1.methods.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam, resize_matrix
 from saliency_tf1.methods.guided_backprop import GuidedBackprop
 
@@ -233,8 +234,7 @@ def test_smoothed_mask_matches_its_definition(pooled, rng):
     method = GradCam(pooled.graph, pooled.session, pooled.y, pooled.x, pooled.conv)
     img = rng.uniform(0, 1, (28, 28, 3)).astype(np.float32)
     stdev = np.float32(0.1 * (img.max() - img.min()))
-    children = np.random.default_rng(11).spawn(6)  # sample k's noise: child k of the seed
-    noise = np.stack([c.standard_normal((28, 28, 3), np.float32) for c in children])
+    noise = standard_normal(noise_key(11), 0, 6, 28 * 28 * 3).reshape(6, 28, 28, 3)
     noisy = img + noise * stdev
     expected = np.mean(method.GetMaskBatch(noisy, target.feed(2), three_dims=False) ** 2, 0)
     got = method.GetSmoothedMask(img, target.feed(2), stdev_spread=0.1, nsamples=6, seed=11,

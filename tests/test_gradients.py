@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from saliency_tf1 import ClassTarget, GradientSaliency, PerExample
+from saliency_tf1.engine.noise import noise_key, standard_normal
 
 v1 = tf.compat.v1
 
@@ -52,8 +53,7 @@ def test_smoothgrad_matches_its_definition(analytic):
     method = GradientSaliency(analytic.graph, analytic.session, analytic.y, analytic.x)
     point = np.array([0.5, -1.0, 2.0], np.float32)
     stdev = np.float32(0.2 * (point.max() - point.min()))
-    children = np.random.default_rng(7).spawn(40)  # sample k: child k of the seed
-    noise = np.stack([c.standard_normal(3, dtype=np.float32) for c in children]) * stdev
+    noise = standard_normal(noise_key(7), 0, 40, 3) * stdev  # sample k: noise k of the seed
     grads = analytic_gradient(point + noise)
     np.testing.assert_allclose(
         method.GetSmoothedMask(point, stdev_spread=0.2, nsamples=40, seed=7, batch_size=16),

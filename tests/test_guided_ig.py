@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.engine.batching import noisy_copies
+from saliency_tf1.engine.noise import noise_key, noisy_copies
 from saliency_tf1.methods.guided_ig import GuidedIG
 
 v1 = tf.compat.v1
@@ -84,7 +84,7 @@ def test_batch_and_smoothing_advance_paths_together(relu_cnn, rng, counting):
                                atol=1e-6 * np.abs(shared).max())
 
     x = xs[0]
-    noisy = noisy_copies(x, 0.15 * float(x.max() - x.min()), 5, np.random.default_rng(2))
+    noisy = noisy_copies(x, 0.15 * float(x.max() - x.min()), 0, 5, noise_key(2))
     expected = np.mean([method.GetMask(v, x_steps=8) ** 2 for v in noisy], axis=0)
     spy.run.reset_mock()
     smooth = method.GetSmoothedMask(x, nsamples=5, seed=2, x_steps=8, batch_size=4)

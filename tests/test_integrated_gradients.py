@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saliency_tf1.engine.batching import noisy_copies
+from saliency_tf1.engine.noise import noise_key, noisy_copies
 from saliency_tf1.engine.paths import RULES
 from saliency_tf1.methods.integrated_gradients import IntegratedGradients
 from saliency_tf1.target import ClassTarget
@@ -198,7 +198,7 @@ def test_smoothed_mask_stacks_samples_and_steps(analytic, counting):
     spy = counting(analytic.session)
     method = make(analytic, spy)
     x = np.array([0.5, -1.0, 2.0])
-    noisy = noisy_copies(x, 0.2 * (x.max() - x.min()), 9, np.random.default_rng(5))
+    noisy = noisy_copies(x, 0.2 * (x.max() - x.min()), 0, 9, noise_key(5))
     expected = np.mean([(analytic_parts(v) - analytic_parts(np.zeros(3))) ** 2 for v in noisy],
                        axis=0)
     smooth = method.GetSmoothedMask(x, stdev_spread=0.2, nsamples=9, seed=5, x_steps=40,

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import saliency_tf1 as saliency
 from saliency_tf1.catalogue import METHODS
-from saliency_tf1.engine.batching import noisy_copies
+from saliency_tf1.engine.noise import noise_key, noisy_copies
 from saliency_tf1.methods.base import RunningMoments
 
 v1 = tf.compat.v1
@@ -53,7 +53,7 @@ def test_statistics_equal_their_definitions_on_the_same_noise(relu_cnn, rng):
                                           relu_cnn.x)
     image = rng.uniform(size=(16, 16, 3)).astype(np.float32)
     stdev = 0.15 * float(image.max() - image.min())
-    copies = noisy_copies(image, stdev, 9, np.random.default_rng(7))
+    copies = noisy_copies(image, stdev, 0, 9, noise_key(7))
     masks = method.GetMaskBatch(copies, x_steps=5).astype(np.float64)
     expected = {"mean": masks.mean(0), "square": np.square(masks).mean(0),
                 "variance": masks.var(0)}

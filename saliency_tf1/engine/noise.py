@@ -199,8 +199,13 @@ def _fill(out2d: np.ndarray, key: int, first: int, stdev: float,
         _fill_f64(out2d, key, first, stdev, x_flat)
 
 
-def noisy_copies(x: Any, stdev: float, first: int, count: int, key: int) -> np.ndarray:
+def noisy_copies(x: Any, stdev: float, first: int, count: int, key: int | None) -> np.ndarray:
     """Samples ``first .. first+count-1`` of ``x + stdev * z_k``, shape ``[count, *x.shape]``.
+
+    ``key=None`` is PAIR's stream instead: ``x + np.random.normal(0, stdev,
+    shape)`` from NumPy's global random state, float64, in the order PAIR
+    draws it (so ``np.random.seed(s)`` reproduces PAIR's SmoothGrad); then the
+    samples depend on the calls made before, and ``first`` only names them.
 
     Args:
       x: one input (any shape, non-empty, real numeric). It is not checked for
@@ -208,7 +213,8 @@ def noisy_copies(x: Any, stdev: float, first: int, count: int, key: int) -> np.n
       stdev: the noise's standard deviation, finite and ``>= 0``.
       first: index of the first sample, ``>= 0``.
       count: number of samples, ``>= 1``.
-      key: from :func:`noise_key`, an int in ``[0, 2**63)``.
+      key: from :func:`noise_key`, an int in ``[0, 2**63)``, or ``None``
+        (NumPy's global state, as PAIR).
 
     Returns:
       A new C-contiguous array of dtype ``noise_dtype(x.dtype)`` (float32 for
@@ -232,6 +238,8 @@ def noisy_copies(x: Any, stdev: float, first: int, count: int, key: int) -> np.n
     stdev = _check_stdev(stdev)
     first = _check_int("first", first, 0)
     count = _check_int("count", count, 1)
+    if key is None:
+        return arr + np.random.normal(0.0, stdev, (count, *arr.shape))
     key = _check_key(key)
     out = np.empty((count, *arr.shape), dtype)
     x_flat = np.ascontiguousarray(arr, dtype).reshape(-1)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.backend import Backend, TF1Backend
-from ..engine.batching import chunk_bounds, noisy_copies
+from ..engine.batching import chunk_bounds
 from ..engine.checks import (
     check_array,
     check_finite_number,
@@ -30,6 +30,7 @@ from ..engine.checks import (
     check_positive_int,
     check_seed,
 )
+from ..engine.noise import noise_key, noisy_copies
 
 #: The public calls a plan is made for (``call`` of :meth:`TF1Saliency._check_args`).
 CALLS = ("GetMask", "GetMaskBatch", "GetSmoothedMask", "GetMaskWithDetails")
@@ -297,8 +298,10 @@ class TF1Saliency:
           magnitude: PAIR's switch, used when ``statistic`` is ``None``:
             ``True`` is ``"square"``, ``False`` is ``"mean"``.
           seed: an int or ``np.random.Generator`` for the noise: the same seed
-            gives the same mask, and the noise is drawn in the input's float
-            precision (float32 for float32/uint8 inputs), the fast path.
+            gives the same mask whatever ``batch_size``, and the noise is drawn
+            in the input's float precision (float32 for float32/uint8 inputs)
+            by :mod:`saliency_tf1.engine.noise`, the fast path (a Generator
+            gives one draw for the call's key, so the next call differs).
             ``None`` draws float64 noise from NumPy's global random state in
             exactly PAIR's order, so after ``np.random.seed(s)`` the mask equals
             PAIR's (slower: that generator is about twice as costly).
@@ -312,15 +315,14 @@ class TF1Saliency:
             stdev_spread, nsamples, magnitude, seed, statistic)
         plan = self._plan(x[None], "GetSmoothedMask", batch_size, kwargs)
         feed = self.backend.prepare_feed(feed_dict, 1)
-        rng = None if seed is None else (
-            seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed))
+        key = None if seed is None else noise_key(seed)
 
         stdev = stdev_spread * float(np.max(x) - np.min(x))
         per_chunk = max(1, plan.batch_size // plan.rows_per_input)
         total = None
         moments = RunningMoments() if statistic == "variance" else None
         for start, stop in chunk_bounds(nsamples, per_chunk):
-            noisy = noisy_copies(x, stdev, stop - start, rng)
+            noisy = noisy_copies(x, stdev, start, stop - start, key)
             masks = self._masks(noisy, np.zeros(stop - start, np.int64), feed, plan.batch_size,
                                 **plan.args)
             if moments is not None:
