@@ -71,7 +71,8 @@ class TF1CallModelFunction:
                     f"Cannot return key {key} because no conv_layer was specified; pass "
                     "conv_layer= to create_tf1_call_model_function")
         xs = check_array("x_value_batch", x_value_batch, self.backend.input_shape, batched=True)
-        feed = self.backend.prepare_feed(call_model_args, len(xs))
+        # The batch's rows are run as given: a value with one row per row is aligned.
+        feed = self.backend.prepare_feed(call_model_args, len(xs), rows_as_given=True)
         return self.backend.evaluate(xs, keys, feed)
 
     def __repr__(self) -> str:

@@ -23,13 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .graph import cached_gradients, check_tensor, depends_on
-from .session import (
-    Feed,
-    SessionRunner,
-    check_graph_and_session,
-    check_input_tensor,
-)
+from .graph import cached_gradients, cached_ops, check_tensor, depends_on, tf_module
+from .session import Feed, InputLayout, SessionRunner, check_graph_and_session
 
 INPUT_OUTPUT_GRADIENTS = "INPUT_OUTPUT_GRADIENTS"
 OUTPUT_LAYER_VALUES = "OUTPUT_LAYER_VALUES"
@@ -54,6 +49,8 @@ class Backend(abc.ABC):
     """
 
     input_shape: tuple[int | None, ...] | None = None
+    #: How several input tensors pack into one row (TF1 models); ``None``: one input.
+    layout: InputLayout | None = None
     input_dtype: np.dtype = np.dtype(np.float32)
     keys: frozenset[str] = frozenset()
 
@@ -107,6 +104,22 @@ def differentiable_path(y: Any, x: Any) -> bool:
     return False
 
 
+def _input_names(layout: InputLayout) -> list[str]:
+    return [f"x[{i}]" for i in range(len(layout.tensors))] if layout.multi else ["x"]
+
+
+def _packed_gradients(graph: Any, y: Any, layout: InputLayout, grads: list[Any]) -> Any:
+    """The gradients for several inputs as one ``[batch, total]`` tensor (built once)."""
+    tf = tf_module()
+
+    def build() -> Any:
+        dtype = tf.as_dtype(layout.dtype)
+        return tf.concat([tf.reshape(tf.cast(g, dtype), [-1, p.size])
+                          for g, p in zip(grads, layout.parts)], axis=1)
+
+    return cached_ops(graph, ("packed_gradients", y.name, *layout.names), build)
+
+
 class TF1Backend(Backend):
     """The backend over a TF1 graph and session.
 
@@ -119,7 +132,9 @@ class TF1Backend(Backend):
         ``run``, e.g. ``mock.MagicMock(wraps=session)``).
       y: the explained scalar per example: shape ``[None]`` (or ``[n]`` with
         ``x`` of outer dimension ``n``), or ``()`` (then one example per run).
-      x: the input tensor; its outer dimension is the batch.
+      x: the input tensor; its outer dimension is the batch. Or a list/tuple of
+        input tensors, explained jointly: rows are then the inputs' values
+        packed into one vector (see :class:`~saliency_tf1.engine.session.InputLayout`).
       conv_layer: optional ``[batch, h, w, c]`` tensor between ``x`` and ``y``
         (Grad-CAM).
       conv_rank: the rank ``conv_layer`` must have; ``None`` accepts any rank
@@ -145,19 +160,21 @@ class TF1Backend(Backend):
         extra_fetches: Callable[[dict], Mapping[str, Any]] | None = None,
     ) -> None:
         check_graph_and_session(graph, session)
-        check_input_tensor(x, graph)
+        layout = InputLayout(x, graph)
         check_tensor("y", y, graph)
         if not (y.dtype.is_floating):
             raise TypeError(
                 f"y: expected a floating-point tensor to explain, got dtype {y.dtype.name}"
             )
-        if not depends_on(y, x):
-            raise ValueError(f"y: tensor {y.name!r} does not depend on x ({x.name!r})")
-        if not differentiable_path(y, x):
-            raise ValueError(
-                f"y: tensor {y.name!r} is not differentiable with respect to x ({x.name!r}): "
-                "every path from x to y passes a stop_gradient or a non-float tensor"
-            )
+        for name, xi in zip(_input_names(layout), layout.tensors):
+            if not depends_on(y, xi):
+                raise ValueError(f"y: tensor {y.name!r} does not depend on {name} ({xi.name!r})")
+            if not differentiable_path(y, xi):
+                raise ValueError(
+                    f"y: tensor {y.name!r} is not differentiable with respect to {name} "
+                    f"({xi.name!r}): every path from it to y passes a stop_gradient or a "
+                    "non-float tensor"
+                )
         if conv_layer is not None:
             check_tensor("conv_layer", conv_layer, graph)
             if conv_rank is not None and conv_layer.shape.rank != conv_rank:
@@ -165,30 +182,34 @@ class TF1Backend(Backend):
                     f"conv_layer: expected a 4-D [batch, h, w, c] tensor, got "
                     f"{conv_layer.name!r} of shape {conv_layer.shape}"
                 )
-            if not depends_on(conv_layer, x) or not depends_on(y, conv_layer):
+            if not any(depends_on(conv_layer, xi) for xi in layout.tensors) or not depends_on(
+                    y, conv_layer):
                 raise ValueError(
-                    f"conv_layer: tensor {conv_layer.name!r} is not between x ({x.name!r}) "
-                    f"and y ({y.name!r})"
+                    f"conv_layer: tensor {conv_layer.name!r} is not between x "
+                    f"({', '.join(layout.names)}) and y ({y.name!r})"
                 )
             if not differentiable_path(y, conv_layer):
                 raise ValueError(
                     f"conv_layer: y is not differentiable with respect to {conv_layer.name!r}"
                 )
         # Raises for a y whose shape does not give one value per example.
-        SessionRunner(graph, session, x, {OUTPUT_LAYER_VALUES: y}, y_key=OUTPUT_LAYER_VALUES)
+        SessionRunner(graph, session, layout, {OUTPUT_LAYER_VALUES: y},
+                      y_key=OUTPUT_LAYER_VALUES)
 
         # Everything is checked: build. One tf.gradients call for every
         # gradient still to build (the backward pass to conv_layer is a prefix
         # of the one to x).
         fetches: dict[str, Any] = {OUTPUT_LAYER_VALUES: y}
         wanted = ([conv_layer] if conv_layer is not None else []) + (
-            [x] if input_gradients is None else [])
+            layout.tensors if input_gradients is None else [])
         built = dict(zip([t.name for t in wanted], cached_gradients(graph, y, wanted)))
         if conv_layer is not None:
             fetches[CONVOLUTION_LAYER_VALUES] = conv_layer
             fetches[CONVOLUTION_OUTPUT_GRADIENTS] = built[conv_layer.name]
         if input_gradients is None:
-            input_gradients = built[x.name]
+            grads = [built[t.name] for t in layout.tensors]
+            input_gradients = grads[0] if not layout.multi else _packed_gradients(
+                graph, y, layout, grads)
         elif callable(input_gradients):
             input_gradients = input_gradients()
         else:
@@ -204,9 +225,10 @@ class TF1Backend(Backend):
 
         self.graph, self.session, self.y, self.x = graph, session, y, x
         self.conv_layer = conv_layer
-        self.input_shape = tuple(x.shape.as_list()[1:])
-        self.input_dtype = np.dtype(x.dtype.as_numpy_dtype)
-        self.runner = SessionRunner(graph, session, x, fetches, y_key=OUTPUT_LAYER_VALUES)
+        self.layout = layout
+        self.input_shape = layout.shape
+        self.input_dtype = layout.dtype
+        self.runner = SessionRunner(graph, session, layout, fetches, y_key=OUTPUT_LAYER_VALUES)
         self.keys = frozenset(fetches)
 
     @property
@@ -214,9 +236,9 @@ class TF1Backend(Backend):
         """``{key: tensor}`` this backend can evaluate."""
         return self.runner.fetches
 
-    def prepare_feed(self, feed_dict: Any, n_inputs: int) -> Feed:
+    def prepare_feed(self, feed_dict: Any, n_inputs: int, **options: Any) -> Feed:
         """Checks ``feed_dict`` (see :meth:`SessionRunner.prepare_feed`); never modifies it."""
-        return self.runner.prepare_feed(feed_dict, n_inputs)
+        return self.runner.prepare_feed(feed_dict, n_inputs, **options)
 
     def evaluate(
         self,

@@ -79,16 +79,137 @@ def check_graph_and_session(graph: Any, session: Any) -> None:
         raise ValueError("session: the session runs another tf.Graph than the `graph` argument")
 
 
-def check_input_tensor(x: Any, graph: Any) -> None:
+def check_input_tensor(x: Any, graph: Any, name: str = "x") -> None:
     """Checks ``x`` is a floating tensor of ``graph`` whose outer dimension is the batch."""
-    check_tensor("x", x, graph)
+    check_tensor(name, x, graph)
     if not x.dtype.is_floating:
-        raise TypeError(f"x: expected a floating-point input tensor, got dtype {x.dtype.name}")
+        raise TypeError(f"{name}: expected a floating-point input tensor, got dtype "
+                        f"{x.dtype.name}")
     if x.shape.rank is None or x.shape.rank < 1:
         raise ValueError(
-            f"x: expected a tensor whose outer dimension is the batch (rank >= 1), "
+            f"{name}: expected a tensor whose outer dimension is the batch (rank >= 1), "
             f"got shape {x.shape}"
         )
+
+
+@dataclass(frozen=True)
+class InputPart:
+    """One input tensor of a model with several: where its values sit in a packed row."""
+
+    tensor: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+class InputLayout:
+    """The input(s) ``x`` of a model: one tensor, or a list/tuple of them packed into one row.
+
+    With several inputs, a model row is the concatenation of every input's
+    values, flattened, in ``x``'s order (``[size_1 + size_2 + ...]``), so the
+    row-based algorithms (gradients, IG paths, noise) run unchanged on the
+    packed rows and treat the inputs jointly; :meth:`pack` and
+    :meth:`unpack` convert at the public boundary, :meth:`feeds` at the
+    session. Each input's outer dimension is the batch; the rest must be known.
+    """
+
+    def __init__(self, x: Any, graph: Any) -> None:
+        self.multi = isinstance(x, (list, tuple))
+        tensors = list(x) if self.multi else [x]
+        if self.multi and not tensors:
+            raise ValueError("x: expected a tensor or a non-empty list of tensors, got []")
+        for i, t in enumerate(tensors):
+            check_input_tensor(t, graph, f"x[{i}]" if self.multi else "x")
+        if len({t.name for t in tensors}) != len(tensors):
+            raise ValueError(f"x: the same tensor appears twice in {[t.name for t in tensors]}")
+        self.tensors = tensors
+        self.parts: list[InputPart] = []
+        offset = 0
+        for i, t in enumerate(tensors):
+            shape = t.shape.as_list()[1:]
+            if self.multi and None in shape:
+                raise ValueError(
+                    f"x[{i}]: with several inputs each needs a fully known shape per example "
+                    f"(to pack them into one row), got {t.name!r} of shape {t.shape}"
+                )
+            part = InputPart(t, tuple(shape), np.dtype(t.dtype.as_numpy_dtype), offset)
+            self.parts.append(part)
+            offset += part.size if self.multi else 0
+        outer = {t.shape.as_list()[0] for t in tensors}
+        if len(outer) > 1:
+            raise ValueError(f"x: the inputs' outer (batch) dimensions differ: "
+                             f"{[t.shape.as_list()[0] for t in tensors]}")
+        #: Shape of one (packed) input row, ``None`` for open dimensions.
+        self.shape: tuple[int | None, ...] = (
+            (offset,) if self.multi else tuple(tensors[0].shape.as_list()[1:]))
+        #: dtype of the (packed) rows: the inputs' common float type.
+        self.dtype = np.dtype(np.result_type(*[p.dtype for p in self.parts]))
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tensors]
+
+    def pack(self, value: Any, name: str, *, batched: bool) -> np.ndarray:
+        """Checks a caller's input(s) and returns the (packed) array the kernels take.
+
+        One input: ``value`` checked as it is. Several: a list/tuple with one
+        array per input (each ``[*shape_i]``, or ``[N, *shape_i]`` when
+        ``batched``), packed into ``[total]`` / ``[N, total]``.
+        """
+        from .checks import check_array
+
+        if not self.multi:
+            return check_array(name, value, self.shape, batched=batched)
+        if not isinstance(value, (list, tuple)) or len(value) != len(self.parts):
+            raise TypeError(
+                f"{name}: the model has {len(self.parts)} inputs {self.names}; expected a list "
+                f"of {len(self.parts)} arrays in that order, got {_describe_inputs(value)}"
+            )
+        arrays = [check_array(f"{name}[{i}]", v, p.shape, batched=batched)
+                  for i, (v, p) in enumerate(zip(value, self.parts))]
+        if batched and len({len(a) for a in arrays}) > 1:
+            raise ValueError(f"{name}: the inputs hold different numbers of examples: "
+                             f"{[len(a) for a in arrays]}")
+        lead = (len(arrays[0]),) if batched else ()
+        dtype = np.result_type(self.dtype, *[a.dtype for a in arrays])
+        return np.concatenate([a.reshape(*lead, -1).astype(dtype, copy=False)
+                               for a in arrays], axis=-1)
+
+    def unpack(self, packed: np.ndarray, *, batched: bool) -> Any:
+        """A (packed) result back in the caller's form: the array, or a list per input."""
+        if not self.multi:
+            return packed
+        lead = packed.shape[:1] if batched else ()
+        return [packed[..., p.offset:p.offset + p.size].reshape(*lead, *p.shape)
+                for p in self.parts]
+
+    def feeds(self, rows: np.ndarray) -> dict:
+        """``{input tensor: its values}`` for a batch of (packed) rows."""
+        if not self.multi:
+            return {self.tensors[0]: rows}
+        n = len(rows)
+        return {p.tensor: rows[:, p.offset:p.offset + p.size].reshape(n, *p.shape).astype(
+                    p.dtype, copy=False) for p in self.parts}
+
+    def scales(self, packed: np.ndarray) -> np.ndarray | float:
+        """``max - min`` of each input, per value of a packed input (one float for one input)."""
+        if not self.multi:
+            return float(np.max(packed) - np.min(packed))
+        out = np.empty(packed.shape[-1], np.float64)
+        for p in self.parts:
+            values = packed[..., p.offset:p.offset + p.size]
+            out[p.offset:p.offset + p.size] = float(np.max(values) - np.min(values))
+        return out
+
+
+def _describe_inputs(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return describe(value)
 
 
 def batch_limits(x: Any, y: Any = None) -> tuple[int | None, int | None]:
@@ -182,13 +303,31 @@ def check_feed_value(tensor: Any, value: Any, what: str) -> None:
             )
 
 
+def _check_not_per_input(tensor: Any, value: Any, n_inputs: int, what: str) -> None:
+    """Refuses a plain value holding one row per input for a batch-shaped tensor.
+
+    A plain value is fed as it is to every ``session.run``, whose rows are
+    noise samples, path points or copies of the inputs, not the inputs: its
+    rows would not line up with them. Such a value must be a :class:`PerExample`.
+    """
+    shape = np.shape(value)
+    if (n_inputs > 1 and tensor.shape.rank and tensor.shape.as_list()[0] is None
+            and len(shape) >= 1 and shape[0] == n_inputs):
+        raise ValueError(
+            f"{what}: a plain value with one row per input ({n_inputs}) would be fed to every "
+            "session.run as it is, and its rows would not line up with the rows run (noise "
+            "samples, path points, copies); wrap it in saliency_tf1.PerExample(values) to give "
+            "each input its own row, or pass one row for all"
+        )
+
+
 class SessionRunner:
     """Runs named fetches of a graph on batches of rows fed to ``x``.
 
     Args:
       graph, session: the model's graph and a session on it (checked by
         :func:`check_graph_and_session`).
-      x: the input tensor (checked by :func:`check_input_tensor`).
+      x: the input tensor, or a list of them (an :class:`InputLayout` is made of it).
       fetches: ``{key: tensor}`` that :meth:`run` may return.
       y_key: the key of the explained output ``y``: its shape decides the rows
         per run (:func:`batch_limits`), and every run checks it returned one
@@ -200,12 +339,13 @@ class SessionRunner:
         y_key: str | None = None,
     ) -> None:
         self.graph, self.session, self.x = graph, session, x
+        self.layout = x if isinstance(x, InputLayout) else InputLayout(x, graph)
         self.fetches = dict(fetches)
         self.y_key = y_key
         y = self.fetches.get(y_key) if y_key is not None else None
-        self.rows_per_run, self.pad_to = batch_limits(x, y)
-        self.required = required_placeholders(self.fetches.values(), [x])
-        self.input_dtype = np.dtype(x.dtype.as_numpy_dtype)
+        self.rows_per_run, self.pad_to = batch_limits(self.layout.tensors[0], y)
+        self.required = required_placeholders(self.fetches.values(), self.layout.tensors)
+        self.input_dtype = self.layout.dtype
 
     # -- feeds ---------------------------------------------------------------
 
@@ -227,11 +367,15 @@ class SessionRunner:
             return key
         raise TypeError(f"feed_dict: expected tensor or tensor-name keys, got {describe(key)}")
 
-    def prepare_feed(self, feed_dict: Any, n_inputs: int, *, per_example: bool = True) -> Feed:
+    def prepare_feed(self, feed_dict: Any, n_inputs: int, *, per_example: bool = True,
+                     rows_as_given: bool = False) -> Feed:
         """Checks ``feed_dict`` once per public call and splits it into a :class:`Feed`.
 
         Never modifies the caller's dict. ``per_example=False`` refuses
         :class:`PerExample` values (for callers that have no inputs to match).
+        ``rows_as_given``: the ``n_inputs`` inputs are the very rows run (a
+        core-API ``call_model_function``'s batch), so a plain value with one
+        row per input lines up and is allowed.
         """
         if feed_dict is None:
             feed_dict = {}
@@ -243,9 +387,9 @@ class SessionRunner:
             for key, value in feed_dict.items():
                 tensor = self.resolve_key(key)
                 what = f"feed_dict[{tensor.name!r}]"
-                if tensor.name == self.x.name:
+                if tensor.name in self.layout.names:
                     raise ValueError(
-                        f"feed_dict: must not feed x ({self.x.name!r}); pass the input as x_value"
+                        f"feed_dict: must not feed x ({tensor.name!r}); pass the input as x_value"
                     )
                 if isinstance(value, PerExample):
                     if not per_example:
@@ -264,6 +408,8 @@ class SessionRunner:
                     per_input[tensor] = value.values
                     continue
                 check_feed_value(tensor, value, what)
+                if not rows_as_given:
+                    _check_not_per_input(tensor, value, n_inputs, what)
                 constant[tensor] = value
             fed = {t.name for t in constant} | {t.name for t in per_input}
             missing = [t.name for t in self.required if t.name not in fed]
@@ -310,7 +456,7 @@ class SessionRunner:
     def _run_once(self, chunk: np.ndarray, keys: Sequence[str], feed: Feed,
                   sources: np.ndarray) -> dict[str, np.ndarray]:
         run_feed = feed.for_rows(sources)
-        run_feed[self.x] = chunk
+        run_feed.update(self.layout.feeds(chunk))
         # y is fetched on every run (the forward pass computes it anyway) to check
         # that it gives one value per row fed.
         wanted = list(keys)

@@ -128,9 +128,21 @@ class TF1Saliency:
     #: (guided/deconvnet gating), so no other backend can serve them.
     graph_only: bool = False
 
+    #: True where the method explains several input tensors jointly (``x`` a
+    #: list): it works on rows that pack every input's values into one vector
+    #: (never with :attr:`graph_only`).
+    multi_input: bool = False
+
     def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
                  *, backend: Backend | None = None) -> None:
         self.graph, self.session, self.y, self.x = graph, session, y, x
+        # (The graph copy of gated methods follows one input.)
+        if isinstance(x, (list, tuple)) and (not self.multi_input or self.graph_only):
+            raise TypeError(
+                f"x: {type(self).__name__} explains one input tensor, got a {type(x).__name__} "
+                f"of {len(x)}; the gradient, Integrated Gradients and Guided IG (and SmoothGrad "
+                "over them) take several inputs jointly"
+            )
         if backend is None:
             backend = self._make_backend(graph, session, y, x)
         else:
@@ -214,8 +226,37 @@ class TF1Saliency:
         args, rows = self._check_args(xs, call, **kwargs)
         return Plan(batch_size, rows, args)
 
+    @property
+    def _layout(self) -> Any:
+        """The backend's input layout when the model has several inputs, else ``None``."""
+        layout = getattr(self.backend, "layout", None)
+        return layout if layout is not None and layout.multi else None
+
     def _check_inputs(self, value: Any, name: str, batched: bool) -> np.ndarray:
+        """The caller's input(s), checked; several inputs packed into one row each."""
+        layout = self._layout
+        if layout is not None:
+            return layout.pack(value, name, batched=batched)
         return check_array(name, value, self.backend.input_shape, batched=batched)
+
+    def _unpack(self, masks: np.ndarray, *, batched: bool) -> Any:
+        """Masks in the caller's form: as computed, or one array per input of a list ``x``."""
+        layout = self._layout
+        return masks if layout is None else layout.unpack(masks, batched=batched)
+
+    def _packed(self, value: Any, name: str, *, per_input: bool) -> Any:
+        """An input-shaped argument (a baseline) in the kernels' form.
+
+        With several inputs: a list of one array per input, each an input's
+        shape (one for all) or, when ``per_input``, ``[N, ...]`` (one each).
+        """
+        layout = self._layout
+        if value is None or layout is None:
+            return value
+        batched = per_input and isinstance(value, (list, tuple)) and len(value) == len(
+            layout.parts) and all(np.ndim(v) == len(p.shape) + 1
+                                  for v, p in zip(value, layout.parts))
+        return layout.pack(value, name, batched=batched)
 
     def _evaluate(
         self,
@@ -254,7 +295,9 @@ class TF1Saliency:
         """
         x = self._check_inputs(x_value, "x_value", batched=False)
         out = self._explain(x[None], feed_dict, "GetMask", batch_size, kwargs)
-        return tuple(part[0] for part in out) if isinstance(out, tuple) else out[0]
+        if isinstance(out, tuple):
+            return (self._unpack(out[0][0], batched=False), *(part[0] for part in out[1:]))
+        return self._unpack(out[0], batched=False)
 
     def GetMaskBatch(self, x_batch: Any, feed_dict: dict | None = None, *,
                      batch_size: int | None = None, **kwargs: Any) -> Any:
@@ -264,7 +307,10 @@ class TF1Saliency:
         value in ``feed_dict`` gives each input its own value (e.g. its class).
         """
         xs = self._check_inputs(x_batch, "x_batch", batched=True)
-        return self._explain(xs, feed_dict, "GetMaskBatch", batch_size, kwargs)
+        out = self._explain(xs, feed_dict, "GetMaskBatch", batch_size, kwargs)
+        if isinstance(out, tuple):
+            return (self._unpack(out[0], batched=True), *out[1:])
+        return self._unpack(out, batched=True)
 
     def GetSmoothedMask(
         self,
@@ -317,12 +363,18 @@ class TF1Saliency:
         feed = self.backend.prepare_feed(feed_dict, 1)
         key = None if seed is None else noise_key(seed)
 
-        stdev = stdev_spread * float(np.max(x) - np.min(x))
+        layout = self._layout
+        # Each input's noise has its own scale (its own max - min).
+        stdev = stdev_spread * (float(np.max(x) - np.min(x)) if layout is None
+                                else layout.scales(x))
         per_chunk = max(1, plan.batch_size // plan.rows_per_input)
         total = None
         moments = RunningMoments() if statistic == "variance" else None
         for start, stop in chunk_bounds(nsamples, per_chunk):
-            noisy = noisy_copies(x, stdev, start, stop - start, key)
+            if layout is None:
+                noisy = noisy_copies(x, stdev, start, stop - start, key)
+            else:  # a scale per value: unit noise, scaled
+                noisy = x + stdev * noisy_copies(np.zeros_like(x), 1.0, start, stop - start, key)
             masks = self._masks(noisy, np.zeros(stop - start, np.int64), feed, plan.batch_size,
                                 **plan.args)
             if moments is not None:
@@ -333,5 +385,7 @@ class TF1Saliency:
             part = np.sum(np.square(masks, dtype=acc) if square else masks, axis=0, dtype=acc)
             total = part if total is None else total + part
         if moments is not None:
-            return moments.variance.astype(np.result_type(x.dtype, np.float32), copy=False)
-        return total / nsamples
+            result = moments.variance.astype(np.result_type(x.dtype, np.float32), copy=False)
+        else:
+            result = total / nsamples
+        return self._unpack(result, batched=False)

@@ -25,6 +25,8 @@ class GradientSaliency(TF1Saliency):
         smooth = grad.GetSmoothedMask(image, seed=0)   # 25 noisy copies, one session.run
     """
 
+    multi_input = True
+
     def GetMask(
         self, x_value: Any, feed_dict: dict | None = None, *, batch_size: int | None = None
     ) -> np.ndarray:

@@ -99,6 +99,8 @@ class GuidedIG(TF1Saliency):
         masks = guided.GetMaskBatch(images)        # still 200 runs, N rows each
     """
 
+    multi_input = True
+
     default_batch_size = 32
 
     def GetMask(
@@ -136,8 +138,10 @@ class GuidedIG(TF1Saliency):
     def _check_args(self, xs, call, x_baseline=None, x_steps=200, fraction=0.25,
                     max_dist=0.02, progress=None, **kwargs):
         check_no_extra(f"GuidedIG.{call}", kwargs)
+        per_input = call == "GetMaskBatch"
+        x_baseline = self._packed(x_baseline, "x_baseline", per_input=per_input)
         args = {
-            "baselines": check_baselines(x_baseline, xs, per_input=call == "GetMaskBatch"),
+            "baselines": check_baselines(x_baseline, xs, per_input=per_input),
             "steps": check_positive_int("x_steps", x_steps),
             "fraction": check_unit_interval("fraction", fraction),
             "max_dist": check_unit_interval("max_dist", max_dist),

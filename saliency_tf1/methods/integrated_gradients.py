@@ -88,6 +88,8 @@ class IntegratedGradients(TF1Saliency):
                               x_baseline=np.stack([np.zeros_like(image), np.ones_like(image)]))
     """
 
+    multi_input = True
+
     #: Path points per ``session.run`` by default (``batch_size=None``).
     default_batch_size = 32
 
@@ -163,7 +165,9 @@ class IntegratedGradients(TF1Saliency):
         if call == "GetSmoothedMask" and return_error:
             kwargs["return_error"] = return_error
         check_no_extra(f"IntegratedGradients.{call}", kwargs, hint)
-        baselines = check_baselines(x_baseline, xs, per_input=call == "GetMaskBatch")
+        per_input = call == "GetMaskBatch"
+        x_baseline = self._packed(x_baseline, "x_baseline", per_input=per_input)
+        baselines = check_baselines(x_baseline, xs, per_input=per_input)
         alphas, weights = quadrature(rule, x_steps)
         args = {"baselines": baselines, "alphas": alphas, "weights": weights,
                 "return_error": bool(return_error), "progress": progress}
