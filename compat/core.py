@@ -311,3 +311,35 @@ class XRAI(CoreSaliency):
                           call_model_args, baselines=baselines, segments=segments,
                           base_attribution=base_attribution, batch_size=batch_size,
                           extra_parameters=extra_parameters, **kwargs)
+
+
+def _core_class(tf1_class: type) -> type:
+    """A core-API class for a catalogue method that has no hand-written one here.
+
+    Its ``GetMask(x_value, call_model_function, call_model_args=None, **kwargs)``
+    takes the TF1 class's keyword arguments.
+    """
+    doc = (tf1_class.__doc__ or "").strip().splitlines()[0] if tf1_class.__doc__ else ""
+    return type(tf1_class.__name__, (CoreSaliency,), {
+        "__module__": __name__,
+        "__doc__": f"{doc}\n\nThe core-API form of :class:`saliency_tf1.{tf1_class.__name__}`; "
+                   "arguments as its ``GetMask`` (keyword).",
+        "tf1_method": tf1_class,
+        "expected_keys": list(tf1_class.backend_keys),
+    })
+
+
+def _add_catalogue_classes() -> None:
+    """Every catalogue method that can run over a ``call_model_function`` (not the gated
+    ones, whose gradients exist only in a TF1 graph) gets a class here."""
+    from saliency_tf1.catalogue import METHODS
+
+    for spec in METHODS.values():
+        name = spec.cls.__name__
+        if spec.cls.graph_only or name in globals():
+            continue
+        globals()[name] = _core_class(spec.cls)
+        __all__.append(name)
+
+
+_add_catalogue_classes()

@@ -648,3 +648,16 @@ def test_adapter_stands_in_for_pairs_core_integrated_gradients_inside_pair_xrai(
     adapted = xrai.GetMaskWithDetails(x, f, extra_parameters=params)
     assert_close(adapted.ig_attribution, reference.ig_attribution)
     assert_close(adapted.attribution_mask, reference.attribution_mask)
+
+
+def test_every_catalogue_method_that_can_run_over_the_core_api_has_a_core_class():
+    from saliency_tf1.catalogue import METHODS
+
+    for spec in METHODS.values():
+        cls = spec.cls
+        if cls.graph_only:
+            assert not hasattr(core, cls.__name__)
+            continue
+        core_cls = getattr(core, cls.__name__)
+        assert core_cls.tf1_class() is cls and cls.__name__ in core.__all__
+        assert sorted(core_cls.expected_keys) == sorted(cls.backend_keys), cls.__name__

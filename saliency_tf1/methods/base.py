@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.backend import Backend, TF1Backend
+from ..engine.backend import INPUT_OUTPUT_GRADIENTS, Backend, TF1Backend
 from ..engine.batching import chunk_bounds
 from ..engine.checks import (
     check_array,
@@ -123,6 +123,10 @@ class TF1Saliency:
     #: Rows per ``session.run`` when the caller does not say. It decides only
     #: how the work is run, never what it computes.
     default_batch_size: int = 32
+
+    #: The backend keys (model quantities) the method asks for: what a core-API
+    #: ``call_model_function`` must return for it.
+    backend_keys: tuple[str, ...] = (INPUT_OUTPUT_GRADIENTS,)
 
     #: True where the method's gradients exist only as ops in a TF1 graph
     #: (guided/deconvnet gating), so no other backend can serve them.

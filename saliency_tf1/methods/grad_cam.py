@@ -168,6 +168,7 @@ class GradCam(TF1Saliency):
 
     #: Grad-CAM++ weights instead of mean gradients.
     _plus_plus = False
+    backend_keys = (CONVOLUTION_LAYER_VALUES, CONVOLUTION_OUTPUT_GRADIENTS)
 
     def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
                  conv_layer: Any = None, *, backend: Backend | None = None) -> None:

@@ -69,6 +69,7 @@ class Occlusion(TF1Saliency):
 
     #: Occluded copies per ``session.run`` unless the caller says otherwise.
     default_batch_size: int = 64
+    backend_keys = (OUTPUT_LAYER_VALUES,)
 
     def GetMask(
         self,
