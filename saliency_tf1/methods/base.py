@@ -144,8 +144,8 @@ class TF1Saliency:
         if isinstance(x, (list, tuple)) and (not self.multi_input or self.graph_only):
             raise TypeError(
                 f"x: {type(self).__name__} explains one input tensor, got a {type(x).__name__} "
-                f"of {len(x)}; the gradient, Integrated Gradients and Guided IG (and SmoothGrad "
-                "over them) take several inputs jointly"
+                f"of {len(x)}; the gradient, Integrated Gradients, Guided IG and Occlusion (and "
+                "SmoothGrad over them) take several inputs jointly"
             )
         if backend is None:
             backend = self._make_backend(graph, session, y, x)

@@ -60,6 +60,13 @@ class Occlusion(TF1Saliency):
     chunk is one ``session.run``: memory stays at ``batch_size`` copies
     whatever the number of windows.
 
+    With several inputs (``x`` a list) each input is occluded in turn, the
+    others left as they are: windows over the first two axes of an input of
+    rank >= 2, runs of ``size`` consecutive values of a 1-D input (feature
+    ablation); ``size``, ``stride``, ``window_height``, ``window_width`` and
+    ``value`` then take one value for all inputs or a list with one per
+    input, and ``baseline`` a list of arrays.
+
     Example::
 
         occ = Occlusion(graph, session, logits[:, 3], x)
@@ -70,6 +77,7 @@ class Occlusion(TF1Saliency):
     #: Occluded copies per ``session.run`` unless the caller says otherwise.
     default_batch_size: int = 64
     backend_keys = (OUTPUT_LAYER_VALUES,)
+    multi_input = True
 
     def GetMask(
         self,
@@ -117,6 +125,11 @@ class Occlusion(TF1Saliency):
     def _check_args(self, xs, call, size=15, value=0, stride=1, window_height=None,
                     window_width=None, normalize=False, baseline=None, progress=None, **kwargs):
         check_no_extra(f"Occlusion.{call}", kwargs)
+        if self._layout is not None:
+            return self._check_args_per_input(
+                xs, call, size=size, value=value, stride=stride, window_height=window_height,
+                window_width=window_width, normalize=normalize, baseline=baseline,
+                progress=progress)
         size = check_positive_int("size", size)
         height = size if window_height is None else check_positive_int(
             "window_height", window_height)
@@ -141,8 +154,12 @@ class Occlusion(TF1Saliency):
                 "normalize": bool(normalize), "fills": fills, "progress": progress}
         return args, len(rows) * len(cols) + 1  # + the input itself
 
-    def _masks(self, inputs, sources, feed, batch_size, height, width, rows, cols, value,
-               normalize, fills, progress):
+    def _masks(self, inputs, sources, feed, batch_size, height=None, width=None, rows=None,
+               cols=None, value=None, normalize=False, fills=None, progress=None,
+               windows=None, fill_row=None):
+        if windows is not None:
+            return self._masks_per_input(inputs, sources, feed, batch_size, windows, fill_row,
+                                         fills, normalize, progress)
         image_h, image_w = inputs.shape[1:3]
         dtype = self.backend.input_dtype
         n_windows = len(rows) * len(cols)
@@ -217,3 +234,87 @@ class Occlusion(TF1Saliency):
         raise ValueError(
             f"baseline: expected an array of the input's shape {one}{also}, got shape {arr.shape}"
         )
+
+    # -- several inputs: each occluded in turn ----------------------------------------
+
+    def _check_args_per_input(self, xs, call, *, size, value, stride, window_height,
+                              window_width, normalize, baseline, progress):
+        layout = self._layout
+        n_parts = len(layout.parts)
+
+        def per_part(name: str, given: Any) -> list[Any]:
+            if isinstance(given, (list, tuple)):
+                if len(given) != n_parts:
+                    raise ValueError(f"{name}: expected one value for all inputs or a list of "
+                                     f"{n_parts} (one per input), got {len(given)}")
+                return list(given)
+            return [given] * n_parts
+
+        windows: list[np.ndarray] = []
+        fill_row = np.empty(xs.shape[1], np.float64)
+        sizes, strides, heights, widths, values = (
+            per_part(n, v) for n, v in (("size", size), ("stride", stride),
+                                        ("window_height", window_height),
+                                        ("window_width", window_width), ("value", value)))
+        for i, part in enumerate(layout.parts):
+            name = f"x[{i}]"
+            s = check_positive_int(f"size[{i}]", sizes[i])
+            st = check_positive_int(f"stride[{i}]", strides[i])
+            h = s if heights[i] is None else check_positive_int(f"window_height[{i}]",
+                                                                  heights[i])
+            fill_row[part.offset:part.offset + part.size] = check_finite_number(
+                f"value[{i}]", values[i])
+            grid = np.arange(part.size).reshape(part.shape)
+            if len(part.shape) == 1:
+                if h > part.shape[0]:
+                    raise ValueError(f"size[{i}]: window of {h} values is larger than {name}'s "
+                                     f"{part.shape[0]}")
+                starts = window_starts(part.shape[0], h, st)
+                windows += [grid[a:a + h].reshape(-1) + part.offset for a in starts]
+                continue
+            w = s if widths[i] is None else check_positive_int(f"window_width[{i}]", widths[i])
+            if h > part.shape[0] or w > part.shape[1]:
+                raise ValueError(f"size/window_height/window_width[{i}]: window {h}x{w} is "
+                                 f"larger than {name}'s {part.shape[0]}x{part.shape[1]}")
+            for r in window_starts(part.shape[0], h, st):
+                for c in window_starts(part.shape[1], w, st):
+                    windows.append(grid[r:r + h, c:c + w].reshape(-1) + part.offset)
+        fills = None
+        if baseline is not None:
+            fills = self._packed(baseline, "baseline", per_input=call == "GetMaskBatch")
+            fills = fills[None] if fills.ndim == 1 else fills
+        args = {"windows": windows, "fill_row": fill_row.astype(xs.dtype), "fills": fills,
+                "normalize": bool(normalize), "progress": progress}
+        return args, len(windows) + 1
+
+    def _masks_per_input(self, inputs, sources, feed, batch_size, windows, fill_row, fills,
+                         normalize, progress):
+        """Occlusion over packed rows: window ``w`` replaces the values at ``windows[w]``."""
+        per_input = len(windows) + 1  # row 0 of each input: the input itself
+        total = len(inputs) * per_input
+        scores = np.empty(total, np.float64)
+        buffer = np.empty((min(batch_size, total), inputs.shape[1]), self.backend.input_dtype)
+        with progress_bar(progress, total, "Occlusion", auto_min=100 * batch_size) as bar:
+            for start, stop in chunk_bounds(total, batch_size):
+                for slot in range(stop - start):
+                    i, k = divmod(start + slot, per_input)
+                    buffer[slot] = inputs[i]
+                    if k:
+                        index = windows[k - 1]
+                        fill = fill_row if fills is None else fills[
+                            0 if len(fills) == 1 else sources[i]]
+                        buffer[slot, index] = fill[index]
+                out = self.backend.evaluate(buffer[: stop - start], [OUTPUT_LAYER_VALUES], feed,
+                                            sources[np.arange(start, stop) // per_input])
+                scores[start:stop] = out[OUTPUT_LAYER_VALUES]
+                bar.update(stop - start)
+        scores = scores.reshape(len(inputs), per_input)
+        drops = scores[:, :1] - scores[:, 1:]
+        masks = np.zeros(inputs.shape, np.float64)
+        counts = np.zeros(inputs.shape[1], np.float64)
+        for w, index in enumerate(windows):
+            masks[:, index] += drops[:, w:w + 1]
+            counts[index] += 1
+        if normalize:
+            masks = np.divide(masks, counts, out=np.zeros_like(masks), where=counts > 0)
+        return masks.astype(np.result_type(inputs.dtype, np.float32))
