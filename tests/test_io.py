@@ -221,3 +221,18 @@ def test_load_model_dispatch(exports):
     with load_model(exports.paths["root"] + "/ckpt/model.meta", checkpoint=os.path.join(
             exports.paths["root"], "ckpt")) as model:
         assert model.kind == "checkpoint"
+
+
+def test_every_loader_takes_allow_ops_and_checks_it_first(exports):
+    for fmt in FORMATS:
+        with load_model(exports.paths[fmt], allow_ops=["LookupTableFindV2"]) as model:
+            assert model.kind == fmt
+        with pytest.raises(ValueError, match="allow_ops: 'Lookup' is not an op type"):
+            load_model(exports.paths[fmt], allow_ops=("Lookup",))
+    loaders = {"frozen": load_frozen_graph, "checkpoint": load_checkpoint,
+               "saved_model": load_saved_model}
+    for fmt, load in loaders.items():
+        with pytest.raises(TypeError, match="allow_ops: expected a tuple of op type names"):
+            load(exports.paths[fmt], allow_ops="LookupTableFindV2")
+        with load(exports.paths[fmt], allow_ops=()) as model:
+            assert model.kind == fmt

@@ -11,9 +11,18 @@ layer at a time, the others trained. Masks that stay similar (high rank
 correlation / SSIM) fail the check.
 
 The weights of the TF1 graph are changed *in place*, in the caller's
-session, through each variable's own initializer op (fed the new value), so
-no op is added to the graph; every variable is restored to its exact trained
-value afterwards, also when the explanation raises midway.
+session, and every variable is restored to its exact trained value
+afterwards, also when the explanation raises midway. Nothing the check runs
+is taken on trust (a model may come from a stranger, see
+:mod:`saliency_tf1.models.guard`): before any run, everything reading the
+variables (and, for ``reinitialize="initializer"``, computing their initial
+values) is proven to be pure computation by :func:`~saliency_tf1.models.guard.check_run`,
+and new values are written only through an assignment whose whole run is the
+assignment and its variable -- the variable's own initializer when it is
+exactly that (so an ordinary graph gains no ops), otherwise an assignment
+this package builds itself (once per graph and variable, under
+``saliency_tf1/``). A variable's initializer op is never run as such: an
+initializer with a side effect hidden on it (a control input) stays unrun.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..engine.batching import progress_bar
+from ..engine.graph import cached_ops
+from ..models.guard import check_run, run_closure
 from ._common import importance_map
 
 MEASURES = ("spearman_abs", "spearman", "ssim")
@@ -142,25 +153,49 @@ def model_layers(graph: Any, variables: Sequence[Any] | None = None) -> list[tup
 
 
 class _Weights:
-    """Saves variables' values and writes new ones in place, feeding their initializers."""
+    """Saves variables' values and writes new ones in place, through proven assignments.
 
-    def __init__(self, session: Any, variables: Sequence[Any]) -> None:
+    Everything it will run is proven first (:func:`saliency_tf1.models.guard.check_run`):
+    reading the variables and, with ``initial_values``, computing their
+    initial values; then each variable gets its writer (see the module
+    docstring). Raises before any run (and before any op is added) if a
+    proof fails.
+    """
+
+    def __init__(self, session: Any, variables: Sequence[Any], *,
+                 initial_values: bool = False, allow_ops: Sequence[str] = ()) -> None:
+        graph = session.graph
+        reads = []
         for var in variables:
-            init = getattr(var, "initializer", None)
-            if init is None or len(init.inputs) < 2 or var.graph is not session.graph:
-                raise ValueError(
-                    f"variables: {getattr(var, 'name', var)!r} is not a variable of the "
-                    "session's graph with an initializer op"
-                )
-            if not session.graph.is_feedable(init.inputs[1]):
-                raise ValueError(f"variables: the initial value of {var.name!r} is not feedable")
+            if getattr(var, "graph", None) is not graph or not hasattr(var, "op") \
+                    or not hasattr(var, "dtype"):
+                raise ValueError(f"variables: {getattr(var, 'name', var)!r} is not a variable "
+                                 "of the session's graph")
+            reads.append(graph.as_graph_element(var))
+        fetches = reads + [var.op for var in variables]
+        if initial_values:
+            for var in variables:
+                if _initial_value(var) is None:
+                    raise ValueError(f"reinitialize: variable {var.name!r} has no initial value "
+                                     "in the graph to draw again ('initializer')")
+            fetches += [_initial_value(var) for var in variables]
+        check_run(graph, fetches, allow_ops=allow_ops,
+                  what="read or re-initialise these variables")
         self.session = session
         self.variables = list(variables)
-        self.saved = [np.array(v, copy=True) for v in session.run(self.variables)]
+        self.reads = reads
+        self.writers = [_writer(var) for var in self.variables]
+        self.saved = [np.array(v, copy=True) for v in session.run(self.reads)]
 
     def write(self, pairs: Sequence[tuple[Any, np.ndarray]]) -> None:
+        writers = dict(zip((v.name for v in self.variables), self.writers))
         for var, value in pairs:
-            self.session.run(var.initializer, {var.initializer.inputs[1]: value})
+            op, fed = writers[var.name]
+            self.session.run(op, {fed: value})
+
+    def initial_values(self, variables: Sequence[Any]) -> list[np.ndarray]:
+        """Fresh draws of the variables' initial values (proven in the constructor)."""
+        return self.session.run([_initial_value(v) for v in variables])
 
     def restore(self) -> None:
         """Writes every saved value back, even if one write fails (then raises)."""
@@ -174,13 +209,59 @@ class _Weights:
             raise RuntimeError(f"could not restore {len(errors)} variable(s): {errors[0]}")
 
 
+def _initial_value(var: Any) -> Any:
+    """The tensor a variable's initializer assigns (read in its graph: eager mode refuses)."""
+    with var.graph.as_default():
+        return getattr(var, "initial_value", None)
+
+
+def _plain_write(var: Any) -> tuple[Any, Any] | None:
+    """The variable's initializer if running it (value fed) runs only it and the variable."""
+    init = getattr(var, "initializer", None)
+    if init is None or init.type not in ("Assign", "AssignVariableOp") or len(init.inputs) != 2:
+        return None
+    value = init.inputs[1]
+    if init.inputs[0].op.name != var.op.name or not init.graph.is_feedable(value):
+        return None
+    ran = {op.name for op in run_closure([init], [value])}
+    return (init, value) if ran == {init.name, var.op.name} else None
+
+
+def _writer(var: Any) -> tuple[Any, Any]:
+    """``(assign op, fed tensor)`` writing ``var``, whose run is the assignment and the variable.
+
+    The variable's initializer if it is exactly that, else an assignment of
+    this package's (built once per graph and variable).
+    """
+    plain = _plain_write(var)
+    if plain is not None:
+        return plain
+    import tensorflow as tf
+
+    def build() -> tuple[Any, Any]:
+        with var.graph.control_dependencies(None):
+            value = tf.compat.v1.placeholder(var.dtype.base_dtype, var.shape,
+                                             name="reinitialize_value")
+            if hasattr(var, "handle"):  # a resource variable
+                from tensorflow.python.ops import gen_resource_variable_ops
+
+                op = gen_resource_variable_ops.assign_variable_op(var.handle, value,
+                                                                  name="reinitialize")
+            else:
+                op = tf.compat.v1.assign(var, value, name="reinitialize").op
+        return op, value
+
+    return cached_ops(var.graph, ("reinitialize", var.op.name), build)
+
+
 Reinitializer = Callable[[str, np.ndarray, np.random.Generator], np.ndarray]
 
 
 def _randomize(weights: _Weights, variables: Sequence[Any], reinitialize: str | Reinitializer,
                rng: np.random.Generator) -> None:
     if reinitialize == "initializer":
-        weights.session.run([v.initializer for v in variables])
+        values = weights.initial_values(variables)
+        weights.write(list(zip(variables, values)))
         return
     saved = dict(zip((v.name for v in weights.variables), weights.saved))
     pairs = []
@@ -216,20 +297,27 @@ def randomized_variables(
     *,
     reinitialize: str | Reinitializer = "normal",
     seed: int | np.random.Generator | None = 0,
+    allow_ops: Sequence[str] = (),
 ) -> Iterator[None]:
     """Re-initialises ``variables`` in place for the ``with`` block, then restores them exactly.
 
     ``reinitialize``: ``"normal"`` draws each variable from a normal
     distribution with its trained values' mean and standard deviation (so a
     variable whose values are all equal keeps them);
-    ``"shuffle"`` permutes its trained values; ``"initializer"`` re-runs its
-    own initializer op (TensorFlow's random state); a callable
+    ``"shuffle"`` permutes its trained values; ``"initializer"`` draws its
+    initial value again (TensorFlow's random state; the initializer op itself
+    is not run, see the module docstring); a callable
     ``(name, trained_value, rng) -> new_value`` chooses freely. The trained
     values come back on leaving the block, also on an exception.
+
+    Raises :class:`~saliency_tf1.models.guard.UnsafeGraphError` before any
+    run if reading the variables (or drawing their initial values) would run
+    an op off the guard's allow-list (``allow_ops`` extends it).
     """
     _check_reinitialize(reinitialize)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    weights = _Weights(session, variables)
+    weights = _Weights(session, variables, initial_values=reinitialize == "initializer",
+                       allow_ops=allow_ops)
     try:
         _randomize(weights, weights.variables, reinitialize, rng)
         yield
@@ -277,6 +365,7 @@ def randomization_check(
     seed: int | np.random.Generator | None = 0,
     measures: Sequence[str] = MEASURES,
     progress: bool | None = None,
+    allow_ops: Sequence[str] = (),
 ) -> RandomizationResult:
     """Model-parameter randomisation test of a saliency method (Adebayo et al., 2018).
 
@@ -299,6 +388,14 @@ def randomization_check(
       reinitialize, seed: how new weights are drawn (see :func:`randomized_variables`).
       measures: names from :data:`MEASURES` (see :func:`mask_similarity`).
       progress: show a progress bar over the steps.
+      allow_ops: op types the variables' reads (and initial values) may run
+        besides the guard's allow-list.
+
+    Nothing of the model runs but what the explanation runs, the variables'
+    reads and writes through proven assignments (see the module docstring):
+    a side effect hidden on a variable's initializer is never run, and a read
+    that would run an op off the allow-list is refused, before the first
+    explanation, with :class:`~saliency_tf1.models.guard.UnsafeGraphError`.
     """
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode: expected 'cascading' or 'independent', got {mode!r}")
@@ -311,7 +408,8 @@ def randomization_check(
         raise ValueError("layers: the graph has no trainable variables to randomise")
     top_first = layers[::-1]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    weights = _Weights(session, [v for _, group in layers for v in group])
+    weights = _Weights(session, [v for _, group in layers for v in group],
+                       initial_values=reinitialize == "initializer", allow_ops=allow_ops)
 
     images = np.asarray(images)
     original = np.asarray(explain(images))

@@ -15,14 +15,15 @@ the model's weights, and the input/output tensors by name::
 Untrusted models. A graph can hold ops that read or write files, open network
 connections or run Python when the model is run. Every loader checks the
 GraphDef / MetaGraphDef *before* anything is imported or run
-(:mod:`saliency_tf1.models.guard`, with the function library) and refuses a
-graph with an op of its ``UNSAFE_OPS`` by raising :class:`UnsafeGraphError`; the only
-exceptions are the checkpoint ops of the model's own saver (found through the
-MetaGraphDef's ``saver_def``) that loading runs to restore the weights, and
-savers' ops that nothing computed from the model's inputs, signature or load
-ops depends on. Loading runs nothing but that restore op (and, for a
-SavedModel, its init op, which the same check covers). Pass
-``allow_unsafe_ops=True`` only for models whose origin you trust.
+(:mod:`saliency_tf1.models.guard`, function library included) and refuses,
+by raising :class:`UnsafeGraphError`, a graph with any op that is not on the
+guard's allow-list of pure-computation ops (``ALLOWED_OPS``); checkpoint ops
+are allowed only where the guard proves them the saver's own (the restore op
+reads the saver's filename into the graph's variables and runs nothing else;
+save paths nothing else depends on). Loading runs nothing but that restore op
+(and, for a SavedModel, its init op, which the same check covers). Extend the
+list with ``allow_ops=("LookupTableFindV2", ...)`` for op types you have
+checked; pass ``allow_unsafe_ops=True`` only for models whose origin you trust.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .guard import (
     SAVER_OPS,
     VARIABLE_OPS,
     UnsafeGraphError,
+    check_allow_ops,
     check_graph,
     node_name,
 )
@@ -316,7 +318,7 @@ def _signature_tensors(graph: Any, signature: Any) -> tuple[dict[str, Any], dict
 # Loaders.
 
 
-def load_frozen_graph(path: Any, *, allow_unsafe_ops: bool = False,
+def load_frozen_graph(path: Any, *, allow_unsafe_ops: bool = False, allow_ops: Any = (),
                       config: Any = None) -> LoadedModel:
     """Loads a frozen ``GraphDef`` (``.pb``, or text ``.pbtxt``): weights are constants.
 
@@ -326,6 +328,7 @@ def load_frozen_graph(path: Any, *, allow_unsafe_ops: bool = False,
     Args:
       path: the file.
       allow_unsafe_ops: skip the untrusted-graph check (:func:`find_unsafe_ops`).
+      allow_ops: op types to allow besides the guard's ``ALLOWED_OPS``.
       config: an optional ``tf.compat.v1.ConfigProto`` for the session.
 
     Returns:
@@ -341,6 +344,7 @@ def load_frozen_graph(path: Any, *, allow_unsafe_ops: bool = False,
     import tensorflow as tf
     from tensorflow.core.framework import graph_pb2
 
+    allow_ops = check_allow_ops(allow_ops)
     path = _existing(path, "frozen graph")
     data = _read_file(path, "frozen graph (.pb)")
     graph_def = _parse(data, graph_pb2.GraphDef(), path, "frozen TensorFlow GraphDef",
@@ -354,7 +358,7 @@ def load_frozen_graph(path: Any, *, allow_unsafe_ops: bool = False,
             "are not in the file; load the checkpoint's .meta with load_checkpoint, or freeze "
             "the graph (graph_util.convert_variables_to_constants)")
     if not allow_unsafe_ops:
-        check_graph(graph_def, path, allowed_restore=())
+        check_graph(graph_def, path, allowed_restore=(), allow_ops=allow_ops)
     for node in graph_def.node:
         node.device = ""
     graph = tf.Graph()
@@ -398,8 +402,9 @@ def _checkpoint_prefix(meta_path: str, checkpoint: Any) -> str:
     return prefix
 
 
-def load_checkpoint(meta_path: Any, *, allow_unsafe_ops: bool = False, checkpoint: Any = None,
-                    signature_key: str = "serving_default", config: Any = None) -> LoadedModel:
+def load_checkpoint(meta_path: Any, *, allow_unsafe_ops: bool = False, allow_ops: Any = (),
+                    checkpoint: Any = None, signature_key: str = "serving_default",
+                    config: Any = None) -> LoadedModel:
     """Loads a meta graph (``.meta``) and restores its weights from the checkpoint beside it.
 
     Imports the MetaGraphDef (device placements cleared) and runs only its
@@ -409,6 +414,7 @@ def load_checkpoint(meta_path: Any, *, allow_unsafe_ops: bool = False, checkpoin
       meta_path: the ``.meta`` file (``model.ckpt-100.meta``; its checkpoint
         is ``model.ckpt-100``).
       allow_unsafe_ops: skip the untrusted-graph check (:func:`find_unsafe_ops`).
+      allow_ops: op types to allow besides the guard's ``ALLOWED_OPS``.
       checkpoint: another checkpoint prefix to restore, or a directory (its
         latest checkpoint).
       signature_key: used when the meta graph carries signatures.
@@ -425,12 +431,13 @@ def load_checkpoint(meta_path: Any, *, allow_unsafe_ops: bool = False, checkpoin
     """
     import tensorflow as tf
 
+    allow_ops = check_allow_ops(allow_ops)
     meta_path = _existing(meta_path, "meta graph")
     meta = _read_meta_graph(meta_path)
     has_variables = any(n.op in VARIABLE_OPS for n in meta.graph_def.node)
     prefix = _checkpoint_prefix(meta_path, checkpoint) if has_variables else None
     if not allow_unsafe_ops:
-        check_graph(meta, meta_path)
+        check_graph(meta, meta_path, allow_ops=allow_ops)
     graph = tf.Graph()
     session = _session(graph, config)
     try:
@@ -498,7 +505,8 @@ def _select_meta_graph(saved: Any, tags: Any, export_dir: str) -> Any:
 
 def load_saved_model(export_dir: Any, tags: Any = ("serve",),
                      signature_key: str | None = "serving_default", *,
-                     allow_unsafe_ops: bool = False, config: Any = None) -> LoadedModel:
+                     allow_unsafe_ops: bool = False, allow_ops: Any = (),
+                     config: Any = None) -> LoadedModel:
     """Loads a SavedModel's meta graph in graph mode, as TF1's SavedModel loader does.
 
     Imports the meta graph chosen by ``tags`` (device placements cleared),
@@ -515,6 +523,7 @@ def load_saved_model(export_dir: Any, tags: Any = ("serve",),
       signature_key: the signature giving ``inputs``/``outputs``; ``None``
         for none (then ``inputs`` are the placeholders).
       allow_unsafe_ops: skip the untrusted-graph check (:func:`find_unsafe_ops`).
+      allow_ops: op types to allow besides the guard's ``ALLOWED_OPS``.
       config: an optional ``tf.compat.v1.ConfigProto`` for the session.
 
     Raises:
@@ -525,6 +534,7 @@ def load_saved_model(export_dir: Any, tags: Any = ("serve",),
     """
     import tensorflow as tf
 
+    allow_ops = check_allow_ops(allow_ops)
     export_dir = _existing(export_dir, "SavedModel directory")
     if os.path.isfile(export_dir) and os.path.basename(export_dir).startswith("saved_model.pb"):
         export_dir = os.path.dirname(export_dir) or "."
@@ -538,7 +548,7 @@ def load_saved_model(export_dir: Any, tags: Any = ("serve",),
                          f"{signatures} (or pass signature_key=None)")
     _check_nodes(meta.graph_def, export_dir, "SavedModel meta graph")
     if not allow_unsafe_ops:
-        check_graph(meta, export_dir)
+        check_graph(meta, export_dir, allow_ops=allow_ops)
 
     graph = tf.Graph()
     session = _session(graph, config)
@@ -577,7 +587,8 @@ def _saved_model_init_op(graph: Any, meta: Any) -> Any:
 
 
 def load_keras_model(model_or_path: Any, *, allow_unsafe_ops: bool = False,
-                     custom_objects: dict | None = None, config: Any = None) -> LoadedModel:
+                     allow_ops: Any = (), custom_objects: dict | None = None,
+                     config: Any = None) -> LoadedModel:
     """A tf-keras (Keras 2) model rebuilt in graph mode, in a new graph and session.
 
     A model object is cloned (``clone_model``: functional and Sequential
@@ -589,7 +600,8 @@ def load_keras_model(model_or_path: Any, *, allow_unsafe_ops: bool = False,
     For a path, unless ``allow_unsafe_ops``: Lambda layers holding Python
     bytecode are refused (tf-keras's safe mode), a SavedModel directory's
     graph is checked with :func:`find_unsafe_ops` before loading, and the
-    rebuilt graph is checked before it is returned.
+    rebuilt graph is checked before it is returned (``allow_ops``: op types
+    to allow besides the guard's ``ALLOWED_OPS``).
 
     Returns:
       A :class:`LoadedModel` with ``inputs``/``outputs`` keyed by the model's
@@ -607,6 +619,7 @@ def load_keras_model(model_or_path: Any, *, allow_unsafe_ops: bool = False,
     from .legacy import enable_legacy_keras
 
     enable_legacy_keras()
+    allow_ops = check_allow_ops(allow_ops)
     import tensorflow as tf
     import tf_keras
 
@@ -615,7 +628,7 @@ def load_keras_model(model_or_path: Any, *, allow_unsafe_ops: bool = False,
         path = _existing(model_or_path, "Keras model")
         if os.path.isdir(path) and not allow_unsafe_ops:
             saved = _read_saved_model(path)
-            check_graph(_select_meta_graph(saved, ("serve",), path), path)
+            check_graph(_select_meta_graph(saved, ("serve",), path), path, allow_ops=allow_ops)
         source = path
     elif isinstance(model_or_path, tf_keras.Model):
         source = f"<tf_keras model {model_or_path.name!r}>"
@@ -643,7 +656,7 @@ def load_keras_model(model_or_path: Any, *, allow_unsafe_ops: bool = False,
                 model.set_weights(weights)
         _restore_eager_keras_classes(model)
         if is_path and os.path.isfile(path) and not allow_unsafe_ops:
-            check_graph(graph.as_graph_def(), source, allowed_restore=())
+            check_graph(graph.as_graph_def(), source, allowed_restore=(), allow_ops=allow_ops)
         inputs = dict(zip(model.input_names, model.inputs))
         outputs = dict(zip(model.output_names, model.outputs))
     except BaseException:
@@ -710,7 +723,7 @@ def load_model(path: Any, **kwargs: Any) -> LoadedModel:
     * a ``.h5``/``.hdf5``/``.keras`` file -> :func:`load_keras_model` (legacy switch);
     * any other file (``.pb``, ``.pbtxt``) -> :func:`load_frozen_graph`.
 
-    ``kwargs`` go to that loader (``allow_unsafe_ops``, ``tags``, ...).
+    ``kwargs`` go to that loader (``allow_unsafe_ops``, ``allow_ops``, ``tags``, ...).
 
     Raises:
       FileNotFoundError: no such path.
