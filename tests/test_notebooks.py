@@ -29,7 +29,8 @@ LIMIT_S = 300
 
 def test_notebooks_exist():
     names = [p.name for p in NOTEBOOKS]
-    assert {"01_quickstart.ipynb", "02_migrating.ipynb", "03_evaluating.ipynb"} <= set(names)
+    assert {"01_quickstart.ipynb", "02_migrating.ipynb", "03_evaluating.ipynb",
+            "04_beyond_images.ipynb"} <= set(names)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -137,8 +137,9 @@ def index_bound(tensor: Any) -> int | None:
     """The number of entries ``tensor``'s values index, if the graph shows it statically.
 
     Follows ``tensor`` through ops that only move its values to the ``indices``
-    input of a ``GatherV2`` or ``OneHot`` and returns the smallest size they
-    index (the params' gathered axis, the one-hot depth); ``None`` where there
+    input of a ``GatherV2``, a ``ResourceGather`` of a variable (an embedding
+    table) or a ``OneHot`` and returns the smallest size they index (the
+    params' gathered axis, the table's rows, the one-hot depth); ``None`` where there
     is no such consumer or no static size. A graph walk: adds no ops.
     """
     bounds = []
@@ -159,6 +160,11 @@ def index_bound(tensor: Any) -> int | None:
                     size = shape.as_list()[axis]
                     if size is not None:
                         bounds.append(size)
+            elif (op.type == "ResourceGather" and inputs[1] is t
+                  and op.get_attr("batch_dims") == 0 and inputs[0].op.type == "VarHandleOp"):
+                shape = tf_module().TensorShape(inputs[0].op.get_attr("shape"))
+                if shape.rank and shape.as_list()[0] is not None:
+                    bounds.append(shape.as_list()[0])
             elif op.type == "OneHot" and inputs[0] is t:
                 depth = _const_int(inputs[1])
                 if depth is not None:

@@ -298,7 +298,7 @@ def check_feed_value(tensor: Any, value: Any, what: str) -> None:
         bound = index_bound(tensor)
         if bound is not None and (np.any(arr < 0) or np.any(arr >= bound)):
             raise ValueError(
-                f"{what}: {tensor.name!r} indexes {bound} entries (e.g. classes); expected "
+                f"{what}: {tensor.name!r} indexes {bound} entries (classes, table rows...); expected "
                 f"values in [0, {bound}), got {np.unique(arr).tolist()[:10]}"
             )
 

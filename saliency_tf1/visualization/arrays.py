@@ -1,4 +1,4 @@
-"""Masks as image arrays: PAIR's grayscale and diverging views, display scaling, overlays."""
+"""Masks as arrays: PAIR's views, display scaling, overlays, channel reductions."""
 
 from __future__ import annotations
 
@@ -93,3 +93,65 @@ def overlay(image: Any, mask: Any, cmap: str = "inferno", alpha: float = 0.5) ->
         raise ValueError(f"mask: expected shape {img.shape[:2]} (the image's), got {m.shape}")
     colored = colormaps[cmap](np.clip(m, 0, 1))[..., :3]
     return (1 - alpha) * img[..., :3] + alpha * colored
+
+
+#: The channel reductions of :func:`reduce_channels`.
+CHANNEL_REDUCTIONS = ("sum_abs", "max_abs", "sum", "l2")
+
+
+def minmax_scale(values: Any, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """``(v - min) / (max - min)`` in ``[0, 1]`` (float64), over ``axis`` (``None``: all).
+
+    A constant array (or slice along ``axis``) gives zeros, not NaN.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    low = np.min(arr, axis=axis, keepdims=True)
+    span = np.max(arr, axis=axis, keepdims=True) - low
+    return np.divide(arr - low, span, out=np.zeros_like(arr), where=span > 0)
+
+
+def reduce_channels(mask: Any, how: str = "sum_abs", *, axis: int = -1,
+                    normalize: bool = False) -> np.ndarray:
+    """One value per position: a mask reduced over its channel (or embedding) axis.
+
+    ``how``:
+
+    * ``"sum_abs"``: ``sum_c |m_c|``, PAIR's (:func:`VisualizeImageGrayscale`
+      before its percentile scaling), the importance the metrics use;
+    * ``"max_abs"``: ``max_c |m_c|``, the reduction of tf-keras-vis's
+      ``Saliency`` (``keepdims=False``) and AUCMEDI's gradient maps;
+      with ``normalize=True`` it is their whole pipeline (abs, max over
+      channels, min-max);
+    * ``"sum"``: ``sum_c m_c``, signed (PAIR's diverging view; a token's score
+      from its embedding's attributions, whose sum is what completeness adds up);
+    * ``"l2"``: ``sqrt(sum_c m_c^2)``, the norm (a token's magnitude).
+
+    Args:
+      mask: an array with a channel axis (e.g. ``[H, W, C]``, ``[T, C]``,
+        ``[N, T, D]``).
+      axis: the channel axis.
+      normalize: min-max scale the result to ``[0, 1]`` over all its values
+        (:func:`minmax_scale`; a constant result gives zeros).
+
+    Returns:
+      float64, ``mask``'s shape without ``axis``.
+    """
+    if not isinstance(how, str) or how not in CHANNEL_REDUCTIONS:
+        raise ValueError(f"how: expected one of {list(CHANNEL_REDUCTIONS)}, got {how!r}")
+    arr = np.asarray(mask)
+    if arr.dtype.kind not in "biuf" or arr.ndim < 1:
+        raise ValueError(f"mask: expected a numeric array with a channel axis, got {arr.dtype} "
+                         f"of shape {arr.shape}")
+    if not -arr.ndim <= axis < arr.ndim:
+        raise ValueError(f"axis: expected an axis of the mask's {arr.ndim} dimensions "
+                         f"(shape {arr.shape}), got {axis}")
+    arr = arr.astype(np.float64)
+    if how == "sum_abs":
+        out = np.abs(arr).sum(axis=axis)
+    elif how == "max_abs":
+        out = np.abs(arr).max(axis=axis)
+    elif how == "sum":
+        out = arr.sum(axis=axis)
+    else:
+        out = np.sqrt(np.square(arr).sum(axis=axis))
+    return minmax_scale(out) if normalize else out
