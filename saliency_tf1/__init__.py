@@ -12,15 +12,20 @@ from .engine.backend import TF1Backend
 from .engine.session import PerExample
 from .methods.base import TF1Saliency
 from .methods.blur_ig import BlurIG
+from .methods.deeplift import DeepLift
+from .methods.expected_gradients import ExpectedGradients
 from .methods.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam
 from .methods.gradient import GradientSaliency
+from .methods.gradient_x_input import GradientXInput
 from .methods.guided_backprop import Deconvnet, GuidedBackprop
 from .methods.guided_ig import GuidedIG
 from .methods.integrated_gradients import IntegratedGradients
+from .methods.layer_conductance import LayerConductance
+from .methods.lrp import LRP
 from .methods.occlusion import Occlusion
 from .methods.xrai import XRAI, XRAIOutput, XRAIParameters
 from .models import LoadedModel, UnsafeGraphError, load_model
-from .streaming import iter_masks
+from .streaming import ModelSpec, explain_to_dir, iter_masks, read_manifest
 from .target import ClassTarget
 from .visualization import (
     VisualizeImageDiverging,
@@ -46,6 +51,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LRP",
+    "DeepLift",
+    "ExpectedGradients",
+    "GradientXInput",
+    "LayerConductance",
     "METHODS",
     "XRAI",
     "BlurIG",
@@ -60,6 +70,7 @@ __all__ = [
     "HookedSession",
     "IntegratedGradients",
     "LoadedModel",
+    "ModelSpec",
     "Occlusion",
     "PerExample",
     "SaliencyHook",
@@ -71,9 +82,11 @@ __all__ = [
     "XRAIOutput",
     "XRAIParameters",
     "available_methods",
+    "explain_to_dir",
     "iter_masks",
     "load_model",
     "overlay",
+    "read_manifest",
     "save_figure",
     "save_grid",
 ]

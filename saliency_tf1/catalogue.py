@@ -17,11 +17,16 @@ from typing import Any
 import numpy as np
 
 from .methods.blur_ig import BlurIG
+from .methods.deeplift import DeepLift
+from .methods.expected_gradients import ExpectedGradients
 from .methods.grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam
 from .methods.gradient import GradientSaliency
+from .methods.gradient_x_input import GradientXInput
 from .methods.guided_backprop import Deconvnet, GuidedBackprop
 from .methods.guided_ig import GuidedIG
 from .methods.integrated_gradients import IntegratedGradients
+from .methods.layer_conductance import LayerConductance
+from .methods.lrp import LRP
 from .methods.occlusion import Occlusion
 from .methods.xrai import XRAI
 
@@ -36,7 +41,8 @@ class MethodSpec:
       cls: the TF1 method class.
       call: the public method that gives the mask (``GetMask``, ``GetSmoothedMask``).
       kwargs: arguments of that call (beyond ``x_value``/``feed_dict``).
-      needs_conv: the constructor takes ``conv_layer``.
+      needs_conv: the constructor takes ``conv_layer`` (an internal layer).
+      init: keyword arguments of the constructor (a rule preset).
       diverging: the mask is signed and best shown on a diverging scale.
       requires: modules the method needs at run time (optional dependencies).
     """
@@ -47,6 +53,7 @@ class MethodSpec:
     call: str = "GetMask"
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     needs_conv: bool = False
+    init: Mapping[str, Any] = field(default_factory=dict)
     diverging: bool = False
     requires: tuple[str, ...] = ()
 
@@ -64,8 +71,8 @@ class MethodSpec:
         if self.needs_conv:
             if conv_layer is None:
                 raise ValueError(f"{self.name}: this method needs a conv_layer tensor")
-            return self.cls(graph, session, y, x, conv_layer)
-        return self.cls(graph, session, y, x)
+            return self.cls(graph, session, y, x, conv_layer, **self.init)
+        return self.cls(graph, session, y, x, **self.init)
 
     def explain(self, method: Any, x_value: Any, feed_dict: dict | None = None,
                 **overrides: Any) -> np.ndarray:
@@ -112,6 +119,15 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("guidedgradcam", "Guided Grad-CAM", GuidedGradCam, needs_conv=True),
         MethodSpec("occlusion", "Occlusion", Occlusion, kwargs={"size": 5}),
         MethodSpec("xrai", "XRAI", XRAI, requires=("skimage",)),
+        MethodSpec("gradinput", "Gradient × Input", GradientXInput, diverging=True),
+        MethodSpec("expectedgrad", "Expected Gradients", ExpectedGradients,
+                   kwargs={"references": "uniform", "nsamples": 32, "seed": 0}, diverging=True),
+        MethodSpec("deeplift", "DeepLIFT", DeepLift, diverging=True),
+        MethodSpec("lrp", "LRP-ε", LRP, diverging=True),
+        MethodSpec("lrpcomposite", "LRP composite", LRP,
+                   init={"rule": "composite", "first_layer": "zB"}, diverging=True),
+        MethodSpec("conductance", "Layer Conductance", LayerConductance, needs_conv=True,
+                   kwargs={"resize": True}, diverging=True),
     ]
 }
 

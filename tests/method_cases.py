@@ -34,6 +34,8 @@ CHEAP: dict[str, dict[str, Any] | Callable[[str], dict[str, Any]]] = {
     "guidedig": {"x_steps": 4},
     "occlusion": {"size": 5},
     "xrai": lambda call: _xrai_args(call),
+    "expectedgrad": {"nsamples": 4, "seed": 0},
+    "conductance": {"x_steps": 4},
 }
 
 #: Public calls besides the catalogue's own that every method offering them must honour.
@@ -137,9 +139,10 @@ def call_targets() -> list[CallTarget]:
         cls = spec.cls
         for call in EXTRA_CALLS:
             if hasattr(cls, call):
-                plain = {k: v for k, v in method_args(name, call).items()
-                         if k not in _SMOOTH_ONLY}
-                extra = {**plain, **SMOOTH_ARGS} if call == "GetSmoothedMask" else plain
+                extra = method_args(name, call)
+                if call == "GetSmoothedMask":  # the smoothing's own nsamples and seed
+                    extra = {**{k: v for k, v in extra.items() if k not in _SMOOTH_ONLY},
+                             **SMOOTH_ARGS}
                 targets.append(CallTarget(name, call, extra))
     return targets
 

@@ -132,7 +132,8 @@ def test_one_construction_path(relu_cnn):
     backend = TF1Backend(m.graph, m.session, m.y, m.x, m.conv)
     image = np.random.default_rng(0).uniform(size=(16, 16, 3)).astype(np.float32)
     for spec in METHODS.values():
-        method = spec.cls.from_backend(backend)
+        method = (spec.cls(backend=backend, **spec.init) if spec.init
+                  else spec.cls.from_backend(backend))
         # A gated method builds its own gradients on the backend's model.
         assert (method.backend is backend) != spec.cls.graph_only and method.graph is None
         built = spec.build(m.graph, m.session, m.y, m.x, m.conv)

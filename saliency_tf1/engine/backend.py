@@ -144,7 +144,9 @@ class TF1Backend(Backend):
         returning it (guided backprop builds its own), called after the checks.
       extra_fetches: optional callable that takes the ``{key: tensor}``
         fetches built so far (the core keys) and returns more ``{key: tensor}``
-        pairs that :meth:`evaluate` may return; called after the checks.
+        pairs that :meth:`evaluate` may return; called after the checks. A core
+        key it returns replaces the one built (the graph-copy methods serve
+        ``OUTPUT_LAYER_VALUES`` from their copy: one forward pass per run).
     """
 
     def __init__(

@@ -298,8 +298,8 @@ def check_feed_value(tensor: Any, value: Any, what: str) -> None:
         bound = index_bound(tensor)
         if bound is not None and (np.any(arr < 0) or np.any(arr >= bound)):
             raise ValueError(
-                f"{what}: {tensor.name!r} indexes {bound} entries (classes, table rows...); expected "
-                f"values in [0, {bound}), got {np.unique(arr).tolist()[:10]}"
+                f"{what}: {tensor.name!r} indexes {bound} entries (classes, table rows...); "
+                f"expected values in [0, {bound}), got {np.unique(arr).tolist()[:10]}"
             )
 
 

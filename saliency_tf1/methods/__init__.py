@@ -2,15 +2,25 @@
 
 from .base import Plan, TF1Saliency
 from .blur_ig import BlurIG
+from .deeplift import DeepLift
+from .expected_gradients import ExpectedGradients
 from .grad_cam import GradCam, GradCamPlusPlus, GuidedGradCam
 from .gradient import GradientSaliency
+from .gradient_x_input import GradientXInput
 from .guided_backprop import Deconvnet, GuidedBackprop
 from .guided_ig import GuidedIG
 from .integrated_gradients import IntegratedGradients
+from .layer_conductance import LayerConductance
+from .lrp import LRP
 from .occlusion import Occlusion
 from .xrai import XRAI, XRAIOutput, XRAIParameters
 
 __all__ = [
+    "LRP",
+    "DeepLift",
+    "ExpectedGradients",
+    "GradientXInput",
+    "LayerConductance",
     "XRAI",
     "BlurIG",
     "Deconvnet",
