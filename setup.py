@@ -23,10 +23,15 @@ EXTRAS = {
     # Test and bench only: PAIR's saliency 0.2.1 is the oracle for "same
     # numbers as PAIR"; it is never imported by the library.
     "oracle": ["saliency==0.2.1"],
+    # Runs over data sets on Apache Beam (saliency_tf1.beam, explain --runner).
+    # Beam 2.77 takes protobuf < 7 and Pillow < 13, both within TensorFlow's and ours.
+    "beam": ["apache-beam>=2.77,<3", "pillow>=9"],
 }
 EXTRAS["dev"] = sorted(
     {req for name in EXTRAS for req in EXTRAS[name]}
-    | {"pytest>=7", "pytest-timeout>=2", "ruff>=0.5"}
+    # selenium: the report's browser test drives the system's Chromium (chromedriver
+    # from the OS packages; .ci/run installs them).
+    | {"pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "selenium>=4.20"}
 )
 
 setup(

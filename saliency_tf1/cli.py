@@ -1,12 +1,21 @@
 """The ``saliency-tf1`` command (also ``python -m saliency_tf1``).
 
-``saliency-tf1 explain MODEL --input-tensor X --output-tensor LOGITS IMAGE... --out DIR``
-loads a saved model (:func:`saliency_tf1.io.load_model`: a frozen ``.pb``, a
+``saliency-tf1 explain MODEL --input-tensor X --output-tensor LOGITS INPUT... --out DIR``
+loads a saved model (:func:`saliency_tf1.models.load_model`: a frozen ``.pb``, a
 SavedModel directory, a ``.meta`` checkpoint or a tf-keras file), explains
 each image's predicted class (or ``--class K``) with the chosen methods and
 writes, per image, ``DIR/<image>.png`` (the image and one overlay per
 method) and ``DIR/<image>_<method>.npy`` (each raw mask); it prints the
-predicted class and its softmax probability.
+predicted class and its softmax probability. INPUT is an image file, a
+folder, a glob pattern or ``@list.txt``.
+
+For data sets, ``--manifest`` (implied by ``--runner``, ``--report`` and
+``--metrics``) writes a run instead (:func:`saliency_tf1.streaming.explain_to_dir`):
+``DIR/masks/<name>.npz`` per input and ``DIR/manifest.jsonl``, resumable, bad
+inputs recorded with their reason; ``--runner RUNNER`` runs it on Apache
+Beam (:mod:`saliency_tf1.beam`), ``--report`` writes the HTML report
+(:mod:`saliency_tf1.visualization.report`). ``saliency-tf1 report DIR``
+(re)writes the report of a run.
 
 ``saliency-tf1 demo`` trains a small CNN on generated shapes and explains it
 with every method (:func:`saliency_tf1.demo.run_demo`).
@@ -29,6 +38,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from . import streaming
+from .streaming import InputError, to_model_input
+
+__all__ = ["UserError", "build_parser", "check_image_size", "image_size", "load_image", "main",
+           "parse_methods", "to_model_input"]
 
 PROG = "saliency-tf1"
 
@@ -86,33 +101,22 @@ def _import_tensorflow(quiet: bool) -> Any:
     return tf
 
 
-def _pillow() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as err:
-        raise UserError(
-            "reading images needs Pillow: pip install 'saliency_tf1[cli]' (or pip install "
-            f"pillow); import failed: {err}"
-        ) from err
-    return Image
-
-
 # ---------------------------------------------------------------------------
-# Images
+# Images (read by saliency_tf1.streaming; here a bad image is the user's error)
+
+
+@contextlib.contextmanager
+def _as_user_error() -> Iterator[None]:
+    try:
+        yield
+    except (InputError, ImportError) as err:
+        raise UserError(str(err)) from None
 
 
 def image_size(path: str) -> tuple[int, int]:
     """``(height, width)`` of an image file, reading only its header."""
-    Image = _pillow()
-    try:
-        with Image.open(path) as img:
-            return img.height, img.width
-    except FileNotFoundError:
-        raise UserError(f"{path}: image not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected an image file") from None
-    except OSError as err:  # PIL.UnidentifiedImageError is an OSError
-        raise UserError(f"{path}: cannot read this image: {err}") from None
+    with _as_user_error():
+        return streaming.image_size(path)
 
 
 def check_image_size(path: str, size: tuple[int | None, int | None], *,
@@ -121,14 +125,8 @@ def check_image_size(path: str, size: tuple[int | None, int | None], *,
 
     ``size``: the input tensor's static ``(height, width)``; ``None`` takes any.
     """
-    height, width = image_size(path)
-    want = (size[0] or height, size[1] or width)
-    if (height, width) != want and not resize:
-        raise UserError(
-            f"{path}: image is {height}x{width} (height x width), the input tensor takes "
-            f"{want[0]}x{want[1]}; pass --resize to resize it"
-        )
-    return want
+    with _as_user_error():
+        return streaming.check_image_size(path, size, resize=resize)
 
 
 def load_image(
@@ -145,17 +143,11 @@ def load_image(
     ``resize``: then it is resized (Pillow's bilinear filter, antialiased when
     shrinking) to exactly that size, aspect ratio not kept.
     """
-    Image = _pillow()
     if channels not in (1, 3):
         raise UserError(f"input tensor: expected 1 or 3 channels to read images into, got "
                         f"{channels}")
-    want_h, want_w = check_image_size(path, size, resize=resize)
-    with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
-        if (img.height, img.width) != (want_h, want_w):
-            img = img.resize((want_w, want_h), Image.Resampling.BILINEAR)
-        array = np.asarray(img, dtype=np.uint8)
-    return array[..., None] if channels == 1 else array
+    with _as_user_error():
+        return streaming.load_image(path, size, channels, resize=resize)
 
 
 def finite_float(text: str) -> float:
@@ -167,16 +159,6 @@ def finite_float(text: str) -> float:
     if not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
-
-
-def to_model_input(image: np.ndarray, scale: float = 1.0, offset: float = 0.0,
-                   dtype: Any = np.float32) -> np.ndarray:
-    """``image / 255 * scale + offset``: uint8 pixels to the model's input range.
-
-    The defaults give [0, 1]; ``scale=255`` gives [0, 255]; ``scale=2,
-    offset=-1`` gives [-1, 1] (Inception-style preprocessing).
-    """
-    return (image.astype(np.float64) / 255.0 * scale + offset).astype(dtype)
 
 
 def _output_names(images: Sequence[str]) -> list[str]:
@@ -224,70 +206,79 @@ def parse_methods(text: str | None, *, has_conv: bool) -> tuple[list[str], list[
     return names, []
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_feeds(model: Any, items: Sequence[str]) -> dict:
-    """``--feed NAME=VALUE`` items as a feed_dict (values cast to each tensor's dtype)."""
-    feed = {}
+def parse_feeds(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``--feed NAME=VALUE`` items as ``(name, text)`` pairs (each value is cast to its
+    tensor's dtype when the model loads: :class:`~saliency_tf1.streaming.ModelSpec`)."""
+    pairs = []
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise UserError(f"--feed {item!r}: expected NAME=VALUE, e.g. is_training=false")
-        tensor = model.tensor(name, role="input")
-        try:
-            feed[tensor] = np.asarray(_parse_value(value), dtype=tensor.dtype.as_numpy_dtype)
-        except (TypeError, ValueError) as err:
-            raise UserError(f"--feed {item!r}: cannot make a {tensor.dtype.name} value of "
-                            f"{value!r}: {err}") from None
-    return feed
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+def _read_labels(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        labels = [line.rstrip("\r\n") for line in f]
+    while labels and not labels[-1].strip():
+        labels.pop()
+    if not labels:
+        raise UserError(f"--class-names {path}: no class names in it (one per line)")
+    return labels
 
 
 # ---------------------------------------------------------------------------
 # explain
 
 
-def _check_tensors(x: Any, logits: Any) -> tuple[int | None, int | None, int]:
-    """Checks the input is a float image batch and the output a logits matrix; returns H, W, C."""
-    shape = x.shape
-    if shape.rank != 4:
-        raise UserError(f"input tensor {x.name}: expected an image batch [batch, height, width, "
-                        f"channels], got shape {shape}")
-    if not x.dtype.is_floating:
-        raise UserError(f"input tensor {x.name}: is {x.dtype.name}; saliency needs a float "
-                        "input to differentiate: pass the float tensor the model casts it to "
-                        "(e.g. the Cast op after it) as --input-tensor")
-    if logits.shape.rank != 2:
-        raise UserError(f"output tensor {logits.name}: expected logits [batch, classes], got "
-                        f"shape {logits.shape}")
-    height, width, channels = shape.as_list()[1:]
-    if channels not in (1, 3):
-        raise UserError(f"input tensor {x.name}: expected 1 or 3 channels, got {channels}")
-    return height, width, channels
+def _run_layout(args: argparse.Namespace) -> bool:
+    """Whether ``explain`` writes the run layout (manifest, .npz per input) instead of figures."""
+    return bool(args.manifest or args.runner or args.report or args.metrics
+                or args.retry_failed or args.beam_options)
+
+
+def _beam_flags(args: argparse.Namespace) -> list[str]:
+    flags = [f"--runner={args.runner or 'DirectRunner'}"]
+    if args.direct_num_workers is not None:
+        flags.append(f"--direct_num_workers={args.direct_num_workers}")
+    if args.direct_running_mode is not None:
+        flags.append(f"--direct_running_mode={args.direct_running_mode}")
+    return flags + list(args.beam_options)
 
 
 def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .streaming import RUN_METRICS, BatchExplainer, ModelSpec, expand_inputs
+
     try:
         names, skipped = parse_methods(args.methods, has_conv=args.conv_tensor is not None)
     except ValueError as err:
         parser.error(str(err))
     if args.cls is not None and args.cls < 0:
         parser.error(f"--class: expected a class index >= 0, got {args.cls}")
-    for path in args.images:
-        image_size(path)  # every image exists and is readable before the model loads
+    if args.batch_size < 1 or args.metric_steps < 1:
+        parser.error("--batch-size and --metric-steps: expected integers >= 1")
+    metrics = [m.strip() for m in (args.metrics or "").split(",") if m.strip()]
+    if [m for m in metrics if m not in RUN_METRICS]:
+        parser.error(f"--metrics: expected names from {','.join(RUN_METRICS)}, got "
+                     f"{args.metrics!r}")
+    if args.direct_num_workers is not None and args.direct_num_workers < 1:
+        parser.error("--direct_num_workers: expected an integer >= 1")
+    if args.runner is None and (args.direct_num_workers or args.direct_running_mode
+                                or args.beam_options):
+        args.runner = "DirectRunner"  # Beam options ask for Beam: its default runner
+    run_layout = _run_layout(args)
+    images = expand_inputs(args.images)
+    if not run_layout:
+        for path in images:
+            image_size(path)  # every image exists and is readable before the model loads
     if os.path.isfile(args.out):
         raise UserError(f"--out {args.out}: is a file, expected a folder")
     if not os.path.exists(args.model):
         raise UserError(f"{args.model}: model not found")
+    labels = _read_labels(args.labels)
     if args.model.endswith(_KERAS_SUFFIXES):
         from .models.legacy import enable_legacy_keras
 
@@ -295,76 +286,146 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             enable_legacy_keras()
         except (ImportError, RuntimeError) as err:
             raise UserError(str(err)) from None
-    tf = _import_tensorflow(quiet=not args.debug)
-    from tqdm.auto import tqdm
-
-    from .catalogue import METHODS
-    from .engine.graph import required_placeholders
-    from .models import UnsafeGraphError, load_model
-    from .target import ClassTarget
-    from .visualization import display_mask, save_figure
+    _import_tensorflow(quiet=not args.debug)
+    beam = _import_beam(quiet=not args.debug) if args.runner else None
+    from .models import UnsafeGraphError
 
     if skipped:
         print(f"{PROG}: note: leaving out {', '.join(skipped)} (no --conv-tensor given)",
               file=sys.stderr)
-    kwargs: dict[str, Any] = {"allow_unsafe_ops": args.allow_unsafe_ops}
-    if os.path.isdir(args.model) or os.path.basename(args.model).startswith("saved_model."):
-        kwargs.update(tags=tuple(t for t in args.tags.split(",") if t),
-                      signature_key=args.signature_key or None)
+    spec = ModelSpec(args.model, args.input_tensor, args.output_tensor, args.conv_tensor,
+                     parse_feeds(args.feed), args.allow_unsafe_ops,
+                     tuple(args.allow_ops) if args.allow_ops else None,
+                     tuple(t for t in args.tags.split(",") if t), args.signature_key or None,
+                     args.scale, args.offset, args.resize, args.cls)
+    explainer = BatchExplainer(spec, names, batch_size=args.batch_size, metrics=metrics,
+                               metric_steps=args.metric_steps, class_names=labels)
     try:
-        model = load_model(args.model, **kwargs)
+        loaded = spec.load()
     except UnsafeGraphError as err:
         raise UserError(f"{err}\n(on the command line: --allow-unsafe-ops)") from None
-    with model:
-        x = model.tensor(args.input_tensor, role="input")
-        logits = model.tensor(args.output_tensor, role="output")
-        conv = (model.tensor(args.conv_tensor, role="conv")
-                if args.conv_tensor is not None else None)
-        height, width, channels = _check_tensors(x, logits)
-        user_feed = parse_feeds(model, args.feed)
-        missing = [t.op.name for t in required_placeholders([logits], [x, *user_feed])]
-        if missing:
-            raise UserError(f"the output depends on placeholder(s) {', '.join(missing)} that "
-                            "nothing feeds: give each a value with --feed NAME=VALUE")
-        num_classes = logits.shape.as_list()[1]
+    try:
+        num_classes = loaded.logits.shape.as_list()[1]
         if args.cls is not None and num_classes is not None and args.cls >= num_classes:
             raise UserError(f"--class {args.cls}: the output has {num_classes} classes "
                             f"(0 to {num_classes - 1})")
-        for path in args.images:  # every size, before any work
-            check_image_size(path, (height, width), resize=args.resize)
-        with model.graph.as_default():
-            target = ClassTarget(logits)
-            probabilities = (logits if logits.op.type == "Softmax"
-                             else tf.nn.softmax(logits, axis=-1))
-        methods = {n: METHODS[n].build(model.graph, model.session, target.y, x, conv)
-                   for n in names}
-        os.makedirs(args.out, exist_ok=True)
-        dtype = x.dtype.as_numpy_dtype
-        bar = tqdm(list(zip(args.images, _output_names(args.images))), desc="images",
-                   unit="image", disable=args.quiet, file=sys.stderr)
-        for path, stem in bar:
-            pixels = load_image(path, (height, width), channels, resize=args.resize)
-            x_value = to_model_input(pixels, args.scale, args.offset, dtype)
-            probs = model.session.run(probabilities, {**user_feed, x: x_value[None]})[0]
-            predicted = int(np.argmax(probs))
-            explained = predicted if args.cls is None else args.cls
-            feed = target.feed(explained, user_feed)
-            panels = {}
-            for name, method in methods.items():
-                spec = METHODS[name]
-                mask = np.asarray(spec.explain(method, x_value, feed))
-                np.save(os.path.join(args.out, f"{stem}_{name}.npy"), mask)
-                panels[spec.title] = display_mask(mask)
-            shown = f"class {explained} (p={probs[explained]:.2f})"
-            if args.cls is not None:
-                shown += f", predicted {predicted} (p={probs[predicted]:.2f})"
-            figure = save_figure(pixels, panels, os.path.join(args.out, f"{stem}.png"),
-                                 title=f"{os.path.basename(path)}: explained {shown}",
-                                 overlay_alpha=0.55)
-            line = f"{path}: predicted class {predicted} (p={probs[predicted]:.3f})"
-            if args.cls is not None:
-                line += f", explained class {args.cls} (p={probs[args.cls]:.3f})"
-            tqdm.write(f"{line} -> {figure}", file=sys.stdout)
+        if labels is not None and num_classes is not None and len(labels) != num_classes:
+            raise UserError(f"--class-names {args.labels}: {len(labels)} names for {num_classes} "
+                            "classes (one per line)")
+        if not run_layout:
+            height, width, _ = loaded.shape
+            for path in images:  # every size, before any work
+                check_image_size(path, (height, width), resize=args.resize)
+    except BaseException:
+        loaded.close()
+        raise
+    explainer.setup(loaded)  # checks the methods' arguments on the model; owns it now
+    with contextlib.closing(explainer):
+        if not run_layout:
+            return _explain_figures(args, explainer, images)
+        if beam is not None:
+            explainer.close()  # checked here; the workers load their own
+            with _stderr_captured(not args.debug):
+                summary = beam.explain_with_beam(
+                    images, spec, names, args.out, options=_beam_flags(args),
+                    batch_size=args.batch_size, metrics=metrics,
+                    metric_steps=args.metric_steps, class_names=labels,
+                    retry_failed=args.retry_failed)
+        else:
+            summary = streaming.explain_to_dir(images, spec, names, args.out,
+                                               retry_failed=args.retry_failed,
+                                               progress=not args.quiet, explainer=explainer)
+    return _report_run(args, summary)
+
+
+def _import_beam(quiet: bool) -> Any:
+    """``saliency_tf1.beam`` (Apache Beam's import-time log lines hidden when ``quiet``)."""
+    import importlib
+
+    try:
+        with _stderr_captured(quiet):
+            beam = importlib.import_module(f"{__package__}.beam")
+    except ImportError as err:
+        raise UserError(f"--runner: {err}") from None
+    if quiet:
+        import logging
+
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    return beam
+
+
+def _report_run(args: argparse.Namespace, summary: Any) -> int:
+    from .streaming import read_manifest
+
+    failures = [r for r in read_manifest(summary.manifest) if r["error"] is not None]
+    where = f"{args.runner} (Beam)" if args.runner else "in this process"
+    print(f"explained {summary.explained} inputs, {summary.failed} failed, "
+          f"{summary.skipped} done before ({where}); {summary.total} in "
+          f"{summary.manifest}")
+    for record in failures[:10]:
+        print(f"{PROG}: note: failed: {record['error']}"
+              + ("" if record["key"] in record["error"] else f" ({record['key']})"),
+              file=sys.stderr)
+    if len(failures) > 10:
+        print(f"{PROG}: note: ... {len(failures) - 10} more failures in the manifest",
+              file=sys.stderr)
+    if args.report:
+        from .visualization.report import write_report
+
+        print(f"report: {write_report(args.out, progress=not args.quiet)}")
+    return 0
+
+
+def _explain_figures(args: argparse.Namespace, explainer: Any, images: list[str]) -> int:
+    """The classic layout: per image, ``OUT/<image>.png`` (figure) and one ``.npy`` per method."""
+    from tqdm.auto import tqdm
+
+    from .catalogue import METHODS
+    from .engine.batching import chunk_bounds
+    from .streaming import Failure
+    from .visualization import display_mask, save_figure
+
+    os.makedirs(args.out, exist_ok=True)
+    stems = dict(zip(images, _output_names(images)))
+    bar = tqdm(total=len(images), desc="images", unit="image", disable=args.quiet,
+               file=sys.stderr)
+    with bar:
+        for a, b in chunk_bounds(len(images), explainer.batch_size):
+            for result in explainer.explain(images[a:b]):
+                if isinstance(result, Failure):
+                    where = f" ({result.method})" if result.method else ""
+                    raise UserError(f"{result.key}{where}: {result.reason}")
+                stem = stems[result.key]
+                panels = {}
+                for name, mask in result.masks.items():
+                    np.save(os.path.join(args.out, f"{stem}_{name}.npy"), mask)
+                    panels[METHODS[name].title] = display_mask(mask)
+                predicted, explained = result.prediction, result.explained_class
+                shown = f"class {explained} (p={result.explained_score:.2f})"
+                if args.cls is not None:
+                    shown += f", predicted {predicted} (p={result.score:.2f})"
+                figure = save_figure(result.image, panels, os.path.join(args.out, f"{stem}.png"),
+                                     title=f"{os.path.basename(result.key)}: explained {shown}",
+                                     overlay_alpha=0.55)
+                label = f" {result.label}" if result.label is not None else ""
+                line = f"{result.key}: predicted class {predicted}{label} (p={result.score:.3f})"
+                if args.cls is not None:
+                    line += f", explained class {args.cls} (p={result.explained_score:.3f})"
+                tqdm.write(f"{line} -> {figure}", file=sys.stdout)
+                bar.update(1)
+    return 0
+
+
+def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.page_size < 1:
+        parser.error("--page-size: expected an integer >= 1")
+    if not os.path.isfile(os.path.join(args.run, "manifest.jsonl")):
+        raise UserError(f"{args.run}: no manifest.jsonl in it (write one with saliency-tf1 "
+                        "explain --manifest)")
+    from .visualization.report import write_report
+
+    print(write_report(args.run, title=args.title, page_size=args.page_size,
+                       progress=not args.quiet))
     return 0
 
 
@@ -388,7 +449,8 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .demo import run_demo
 
     run_demo(args.out, seed=args.seed, n_train=args.train, n_explain=args.images,
-             n_show=args.show, steps=args.steps, methods=names, progress=not args.quiet)
+             n_show=args.show, steps=args.steps, methods=names, progress=not args.quiet,
+             report=not args.no_report)
     return 0
 
 
@@ -397,7 +459,7 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``saliency-tf1`` argument parser (subcommands ``explain`` and ``demo``)."""
+    """The ``saliency-tf1`` argument parser (subcommands ``explain``, ``report`` and ``demo``)."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Saliency maps for TensorFlow models in TF1 graph style.")
     common = argparse.ArgumentParser(add_help=False)
@@ -407,18 +469,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ex = sub.add_parser(
-        "explain", parents=[common], help="explain a saved model's predictions on image files",
-        description="Explains a saved model's prediction on each image and writes, per image, "
-        "OUT/<image>.png (the image and one overlay per method) and OUT/<image>_<method>.npy "
-        "(the raw masks, [height, width, channels] or [height, width] for xrai); prints the "
-        "predicted class and its softmax probability.",
+        "explain", parents=[common], allow_abbrev=False,
+        help="explain a saved model's predictions on image files",
+        description="Explains a saved model's prediction on each image. By default it writes, "
+        "per image, OUT/<image>.png (the image and one overlay per method) and "
+        "OUT/<image>_<method>.npy (the raw masks, [height, width, channels] or [height, width] "
+        "for xrai) and prints the predicted class and its softmax probability. With "
+        "--manifest (implied by --runner, --report, --metrics) it writes a run instead, for "
+        "data sets: OUT/masks/<name>.npz per input and OUT/manifest.jsonl (one JSON object per "
+        "input: key, prediction, score, masks, metrics, error); a bad input is recorded with "
+        "its reason instead of stopping the run, and a second run skips the inputs already "
+        "done. --runner runs it on Apache Beam (the 'beam' extra).",
         epilog="Pixels are fed as image/255*SCALE+OFFSET: [0,1] by default; --scale 255 for "
-        "[0,255]; --scale 2 --offset -1 for [-1,1]. Exit status: 0 ok, 2 usage error, 1 any "
+        "[0,255]; --scale 2 --offset -1 for [-1,1]. Other Beam pipeline options go as "
+        "--name=value (e.g. --project=my-project). Exit status: 0 ok, 2 usage error, 1 any "
         "other error (missing file, unknown tensor, image of the wrong size, unsafe graph).")
     ex.add_argument("model", metavar="MODEL",
                     help="frozen graph (.pb), SavedModel folder, checkpoint (.meta) or tf-keras "
                          "file (.h5/.keras)")
-    ex.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    ex.add_argument("images", metavar="IMAGE", nargs="+",
+                    help="image files (PNG, JPEG, ...), folders (their images, all levels), glob "
+                         "patterns ('data/*.png') or @FILE (a list of paths, one per line)")
     ex.add_argument("--out", required=True, metavar="DIR", help="folder for the masks and figures")
     ex.add_argument("--input-tensor", required=True, metavar="NAME",
                     help="the image input: signature key, tensor name (x:0) or op name")
@@ -443,17 +514,59 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--allow-unsafe-ops", action="store_true",
                     help="load graphs with ops that touch files/network or run Python (only for "
                          "models you trust; refused by default)")
+    ex.add_argument("--allow-op", dest="allow_ops", action="append", default=[], metavar="NAME",
+                    help="accept this one op type in the graph although it is refused by "
+                         "default (repeatable; only for models you trust)")
+    ex.add_argument("--batch-size", type=int, default=32, metavar="N",
+                    help="inputs per batch and most rows per session.run (default: %(default)s)")
+    ex.add_argument("--class-names", dest="labels", metavar="FILE",
+                    help="class names, one per line (shown with the predictions)")
+    run = ex.add_argument_group(
+        "runs over many inputs (the run layout: OUT/manifest.jsonl, OUT/masks/<name>.npz)")
+    run.add_argument("--manifest", action="store_true",
+                     help="write the run layout instead of a figure per image")
+    run.add_argument("--report", action="store_true",
+                     help="then write the HTML report OUT/report/index.html")
+    run.add_argument("--metrics", metavar="M1,M2",
+                     help="score each mask: deletion,insertion (RISE's areas under the curves)")
+    run.add_argument("--metric-steps", type=int, default=20, metavar="N",
+                     help="points on each deletion/insertion curve (default: %(default)s)")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="run the inputs that failed in an earlier run again (default: skip "
+                          "every input already in the run)")
+    run.add_argument("--runner", metavar="RUNNER",
+                     help="run on Apache Beam with this runner: DirectRunner (this machine), "
+                          "DataflowRunner, FlinkRunner, SparkRunner, ... (any Beam option "
+                          "without --runner: DirectRunner)")
+    run.add_argument("--direct_num_workers", type=int, metavar="N",
+                     help="DirectRunner workers (implies --runner)")
+    run.add_argument("--direct_running_mode",
+                     choices=("in_memory", "multi_threading", "multi_processing"),
+                     help="DirectRunner mode (implies --runner)")
     ex.add_argument("--tags", default="serve", help="SavedModel tags, comma-separated "
                                                     "(default: %(default)s)")
     ex.add_argument("--signature-key", default="serving_default",
                     help="SavedModel signature (default: %(default)s; '' for none)")
     ex.set_defaults(func=_explain, subparser=ex)
 
+    rep = sub.add_parser(
+        "report", parents=[common], help="write the HTML report of a run",
+        description="Writes RUN/report/index.html (and its images) from RUN/manifest.jsonl: a "
+        "summary table per method, a gallery sortable by class, score or metric, and a page "
+        "per input. Plain HTML, no network.")
+    rep.add_argument("run", metavar="RUN", help="the run's folder (explain --manifest --out)")
+    rep.add_argument("--title", help="the report's title")
+    rep.add_argument("--page-size", type=int, default=60, metavar="N",
+                     help="inputs per gallery page (default: %(default)s)")
+    rep.set_defaults(func=_report, subparser=rep)
+
     demo = sub.add_parser(
         "demo", parents=[common], help="train a small CNN on generated shapes and explain it",
         description="Generates labelled shapes on textured noise, trains a small CNN for a few "
         "seconds, explains held-out images with every method and prints how much of each "
-        "mask falls on the shape; writes OUT/demo_masks.png, demo_masks.npz, demo_table.md.")
+        "mask falls on the shape; writes OUT/demo_masks.png, demo_masks.npz, demo_table.md, "
+        "and the run (OUT/manifest.jsonl, OUT/masks/) with its HTML report "
+        "OUT/report/index.html.")
     demo.add_argument("--out", default="out/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="data, weights and noise seed")
     demo.add_argument("--images", type=int, default=16, help="held-out images explained and "
@@ -466,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: %(default)s)")
     demo.add_argument("--method", "--methods", dest="methods", default="all", metavar="M1,M2",
                       help="comma-separated methods (default: all)")
+    demo.add_argument("--no-report", action="store_true",
+                      help="skip the run layout and HTML report (OUT/report/index.html)")
     demo.set_defaults(func=_demo, subparser=demo)
     return parser
 
@@ -474,7 +589,14 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the command; returns the exit status (argparse exits with 2 on usage errors)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    args.beam_options = []
+    if extra:
+        if args.command != "explain" or not all(e.startswith("--") and "=" in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}"
+                         + (" (Beam pipeline options go as --name=value)"
+                            if args.command == "explain" else ""))
+        args.beam_options = extra
     try:
         return args.func(args, args.subparser)
     except KeyboardInterrupt:

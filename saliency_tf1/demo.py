@@ -237,6 +237,7 @@ def run_demo(
     margin: int = 1,
     log: Any = print,
     progress: bool = True,
+    report: bool = True,
 ) -> dict[str, Any]:
     """Trains the demo CNN, explains held-out images with every method, scores and draws them.
 
@@ -252,12 +253,17 @@ def run_demo(
 
     * ``demo_masks.png``: ``n_show`` images (one per class first) and their masks;
     * ``demo_masks.npz``: images, labels, predictions, regions and every mask;
-    * ``demo_table.md``: the table in markdown.
+    * ``demo_table.md``: the table in markdown;
+    * with ``report``: the run layout of ``saliency-tf1 explain --manifest``
+      (``manifest.jsonl``, ``masks/<name>.npz``; each image's localisation
+      scores as its metrics) and its HTML report ``report/index.html``
+      (:func:`saliency_tf1.visualization.report.write_report`).
 
     The scores and masks are the same for the same seed on one machine; the
     times are not. Returns ``{"accuracy", "chance", "scores", "figure",
-    "table", "masks"}`` (``scores[name]``: ``energy_inside``,
-    ``pointing_game``, ``seconds_per_image``).
+    "table", "masks", "report"}`` (``scores[name]``: ``energy_inside``,
+    ``pointing_game``, ``seconds_per_image``; ``report``: the report's path
+    or None).
     """
     from tqdm.auto import tqdm
 
@@ -281,25 +287,30 @@ def run_demo(
     explained = test.subset(slice(0, n_explain))
     informative = explained.informative(margin)
     predicted = predict(model, explained.images)
+    logits = model.session.run(model.logits, {model.x: explained.images}).astype(np.float64)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
     masks: dict[str, list[np.ndarray]] = {}
     scores: dict[str, dict[str, float]] = {}
+    per_image: dict[str, dict[str, list[float]]] = {}
     try:
         for name in tqdm(names, desc="methods", disable=not progress, leave=False):
             spec = METHODS[name]
             method = spec.build(model.graph, model.session, model.target.y, model.x, model.conv)
-            masks[name], energies, hits = [], [], []
-            seconds = 0.0
+            masks[name], energies, hits, times = [], [], [], []
             for i, image in enumerate(explained.images):
                 t1 = time.perf_counter()
                 mask = spec.explain(method, image, model.target.feed(int(predicted[i])),
                                     **demo_arguments(name, image))
-                seconds += time.perf_counter() - t1
+                times.append(time.perf_counter() - t1)
                 masks[name].append(mask)
                 energies.append(energy_inside(mask, informative[i]))
                 hits.append(pointing_game(mask, informative[i]))
             scores[name] = {"energy_inside": float(np.mean(energies)),
                             "pointing_game": float(np.mean(hits)),
-                            "seconds_per_image": seconds / n_explain}
+                            "seconds_per_image": sum(times) / n_explain}
+            per_image[name] = {"energy_inside": energies, "pointing_game": hits,
+                               "seconds": times}
     finally:
         model.close()
 
@@ -338,7 +349,35 @@ def run_demo(
             title=f"saliency_tf1 demo: {len(names)} methods. Cyan: the shape (+{margin} px); "
                   f"inside: mean share of the mask in it over {n_explain} images",
         )
-    log(f"\nwrote {', '.join(p for p in (figure, npz, table) if p)} "
+    index = None
+    if report:
+        index = _write_demo_run(out_dir, explained, predicted, probabilities, masks, per_image)
+    log(f"\nwrote {', '.join(p for p in (figure, npz, table, index) if p)} "
         f"({time.perf_counter() - t0:.1f} s in all)")
     return {"accuracy": model.accuracy, "chance": chance, "scores": scores, "figure": figure,
-            "table": table, "masks": npz}
+            "table": table, "masks": npz, "report": index}
+
+
+def _write_demo_run(out_dir: str, data: ShapesDataset, predicted: np.ndarray,
+                    probabilities: np.ndarray, masks: dict[str, list[np.ndarray]],
+                    per_image: dict[str, dict[str, list[float]]]) -> str:
+    """Writes the demo's images as a run (manifest, one .npz each) and its HTML report."""
+    from .streaming import Explanation, RunWriter
+    from .visualization.report import write_report
+
+    writer = RunWriter(out_dir)
+    for i, image in enumerate(data.images):
+        k = int(predicted[i])
+        writer.write(Explanation(
+            key=f"shapes-{i:03d} ({data.class_names[int(data.labels[i])]})", source=None,
+            prediction=k, score=float(probabilities[i, k]), explained_class=k,
+            explained_score=float(probabilities[i, k]),
+            masks={name: m[i] for name, m in masks.items()},
+            seconds={name: float(s["seconds"][i]) for name, s in per_image.items()},
+            metrics={name: {"energy_inside": float(s["energy_inside"][i]),
+                            "pointing_game": float(s["pointing_game"][i])}
+                     for name, s in per_image.items()},
+            image=np.round(np.clip(image, 0, 1) * 255).astype(np.uint8),
+            label=data.class_names[k]))
+    writer.write_manifest()
+    return write_report(out_dir, title="saliency_tf1 demo: shapes, every method", progress=False)

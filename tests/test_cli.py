@@ -35,6 +35,7 @@ from saliency_tf1.cli import (
 from saliency_tf1.demo import build_cnn
 from saliency_tf1.methods.grad_cam import GradCam
 from saliency_tf1.methods.gradient import GradientSaliency
+from saliency_tf1.streaming import read_manifest
 from saliency_tf1.target import ClassTarget
 
 Image = pytest.importorskip("PIL.Image")
@@ -429,3 +430,118 @@ def test_missing_pillow_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
     with pytest.raises(UserError, match=r"needs Pillow: pip install 'saliency_tf1\[cli\]'"):
         image_size(str(tmp_path / "any.png"))
+
+
+# ---------------------------------------------------------------------------
+# Runs over many inputs (no Beam: the single-machine path)
+
+
+def test_manifest_run_from_folder_glob_and_list_resumes_and_reports(exported, tmp_path, capsys):
+    folder = tmp_path / "images"
+    (folder / "deeper").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    pixels = {}
+    for name in ("a.png", "deeper/b.png", "c.jpg.txt"):  # the .txt is not taken from a folder
+        pixels[name] = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        Image.fromarray(pixels[name]).save(folder / name, format="PNG")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{exported.images[1]}\n\n# a comment\n")
+    out = tmp_path / "run"
+    argv = ["explain", exported.frozen, "--input-tensor", "x", "--output-tensor", "logits",
+            "--conv-tensor", exported.conv, "--method", "gradient,gradcam", "-q", "--manifest",
+            "--class-names", _labels(tmp_path), folder, str(tmp_path / "*.nothing"), "--out",
+            out]
+    code, _, err = _run(argv, capsys)  # a pattern that matches nothing is an error
+    _error(code, err, "the pattern matches no files")
+    # A glob (image[0].png matches image0.png) and a list file instead.
+    argv[-3:-2] = [exported.images[0].replace("image0", "image[0]"), f"@{listing}"]
+    code, stdout, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "explained 4 inputs, 1 failed, 0 done before (in this process)" in stdout
+    assert "broken.png" in err and "cannot read this image" in err
+    records = {Path(r["key"]).name: r for r in read_manifest(out)}
+    assert sorted(records) == ["a.png", "b.png", "broken.png", "image0.png", "image1.png"]
+    for name, r in records.items():
+        if name == "broken.png":
+            assert r["error"] and r["masks"] == {}
+            continue
+        img = pixels.get(name, pixels.get(f"deeper/{name}"))
+        if img is None:
+            img = exported.pixels[int(name[5])]
+        x_value = img.astype(np.float32) / 255
+        cls, probs = _live_prediction(exported, x_value)
+        assert (r["prediction"], r["label"]) == (cls, f"<class {cls}>")
+        assert r["score"] == pytest.approx(probs[cls], abs=1e-5)
+        with np.load(out / r["masks"]["gradient"]) as npz:
+            for method in ("gradient", "gradcam"):
+                np.testing.assert_allclose(npz[method], _live_mask(exported, cls, x_value, method),
+                                           rtol=1e-4, atol=1e-6)
+    # Again, with --report: nothing to do but the report.
+    code, stdout, err = _run([*argv, "--report"], capsys)
+    assert code == 0, err
+    assert "explained 0 inputs, 0 failed, 5 done before" in stdout
+    assert (out / "report" / "index.html").is_file()
+    html = (out / "report" / "index.html").read_text()
+    assert "&lt;class 1&gt;" in html or "&lt;class 0&gt;" in html
+    assert "<class " not in html  # labels are escaped, in the page and in its data
+    code, stdout, err = _run(["report", out, "--title", "again", "-q"], capsys)
+    assert code == 0 and stdout.strip() == str(out / "report" / "index.html")
+    code, _, err = _run(["report", tmp_path], capsys)
+    _error(code, err, "no manifest.jsonl")
+
+
+def _labels(tmp_path: Path) -> str:
+    path = tmp_path / "labels.txt"
+    path.write_text("".join(f"<class {k}>\n" for k in range(CLASSES)))
+    return str(path)
+
+
+def test_allow_op_is_passed_to_the_loader_only_when_given(exported, tmp_path, capsys,
+                                                           monkeypatch):
+    import saliency_tf1.models as models
+
+    calls = []
+
+    def spy(path, **kwargs):
+        calls.append(kwargs)
+        raise ValueError("spy: not loading")
+
+    monkeypatch.setattr(models, "load_model", spy)
+    base = ["explain", exported.frozen, "--input-tensor", "x", "--output-tensor", "logits",
+            "--method", "gradient", "-q", exported.images[0], "--out", tmp_path / "out"]
+    for extra in ([], ["--manifest"]):
+        code, _, err = _run([*base, *extra, "--allow-op", "LookupTableFindV2", "--allow-op",
+                             "HashTableV2"], capsys)
+        _error(code, err, "spy: not loading")
+        assert calls.pop() == {"allow_unsafe_ops": False,
+                               "allow_ops": ("LookupTableFindV2", "HashTableV2")}
+        code, _, err = _run([*base, *extra], capsys)
+        _error(code, err, "spy: not loading")
+        assert calls.pop() == {"allow_unsafe_ops": False}
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_usage_errors(exported, tmp_path, capsys, monkeypatch):
+    base = ["explain", exported.frozen, "--input-tensor", "x", "--output-tensor", "logits",
+            exported.images[0], "--out", tmp_path / "out", "-q"]
+    for extra, needle in [(["--metrics", "sic"], "--metrics: expected names from"),
+                          (["--batch-size", "0"], "--batch-size"),
+                          (["--project", "p"], "Beam pipeline options go as --name=value"),
+                          (["--direct_num_workers", "0"], "--direct_num_workers")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in base + extra])
+        assert exit_info.value.code == 2, extra
+        assert needle in capsys.readouterr().err
+    # A Beam option without Beam installed: one clear line.
+    import saliency_tf1
+
+    monkeypatch.setitem(sys.modules, "apache_beam", None)
+    monkeypatch.delitem(sys.modules, "saliency_tf1.beam", raising=False)
+    monkeypatch.delattr(saliency_tf1, "beam", raising=False)
+    code, _, err = _run([*base, "--runner", "DirectRunner"], capsys)
+    _error(code, err, "--runner: saliency_tf1.beam needs Apache Beam",
+           "pip install 'saliency_tf1[beam]'")
+    code, _, err = _run([*base, "--direct_num_workers", "2"], capsys)
+    _error(code, err, "needs Apache Beam")
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ import pytest
 from saliency_tf1.cli import main
 from saliency_tf1.datasets import CLASS_NAMES, ShapesDataset, dilate, make_shapes
 from saliency_tf1.demo import _pick_shown, format_table, run_demo
+from saliency_tf1.streaming import read_manifest
 
 SMALL = {"n_train": 160, "n_explain": 3, "n_show": 2, "steps": 8,
          "methods": ["gradient", "gradcam", "occlusion"]}
@@ -109,6 +110,23 @@ def test_reduced_demo_is_deterministic_and_its_table_is_its_masks(tmp_path, caps
     assert [r.rsplit(None, 1)[0] for r in rows] == [
         r.rsplit(None, 1)[0] for r in format_table(result["scores"]).splitlines()[1:]]
     assert "held-out accuracy" in printed and "held-out accuracy" in lines[0]
+    # The run layout and its report: one record per image, its metrics the per-image scores.
+    assert result["report"] == str(tmp_path / "api" / "report" / "index.html")
+    assert (tmp_path / "cli" / "report" / "index.html").is_file()
+    records = read_manifest(tmp_path / "api")
+    assert len(records) == 3 and all(r["error"] is None for r in records)
+    for name, score in result["scores"].items():
+        energies = [r["metrics"][name]["energy_inside"] for r in records]
+        assert np.mean(energies) == pytest.approx(score["energy_inside"], rel=1e-9)
+        assert sum(r["seconds"][name] for r in records) / 3 == pytest.approx(
+            score["seconds_per_image"], rel=1e-9)
+    for r in records:
+        i = int(r["key"][len("shapes-"):len("shapes-") + 3])
+        assert r["prediction"] == second["predicted"][i]
+        assert r["label"] == CLASS_NAMES[r["prediction"]]
+        with np.load(tmp_path / "api" / r["masks"]["gradient"]) as npz:
+            for name in SMALL["methods"]:
+                np.testing.assert_array_equal(npz[name], second[name][i])
     md = tables[1]
     # header, one row per method, chance
     assert md.count("\n| ") == 2 + len(SMALL["methods"])

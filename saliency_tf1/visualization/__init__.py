@@ -12,6 +12,7 @@ from .arrays import (
     reduce_channels,
 )
 from .figures import encode_png, pyplot, save_figure, save_grid
+from .report import write_report
 from .views import TokenHTML, feature_bar_chart, timeseries_figure, token_figure, token_html
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "timeseries_figure",
     "token_figure",
     "token_html",
+    "write_report",
 ]
