@@ -303,7 +303,8 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         loaded = spec.load()
     except UnsafeGraphError as err:
-        raise UserError(f"{err}\n(on the command line: --allow-unsafe-ops)") from None
+        raise UserError(f"{err}\n(on the command line: --allow-op NAME for an op type you have "
+                        "checked, or --allow-unsafe-ops)") from None
     try:
         num_classes = loaded.logits.shape.as_list()[1]
         if args.cls is not None and num_classes is not None and args.cls >= num_classes:
