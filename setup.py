@@ -4,11 +4,13 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
+# TensorFlow 2.13 to 2.21 (legacy pipelines are pinned to old releases; `make
+# test-oldest` runs the core of the suite on 2.13 with NumPy < 2, as CI does).
 # TensorFlow: the plain `tensorflow` wheel. On Linux it runs on the CPU unless
 # installed with its `and-cuda` extra, so it is the CPU build for CI. We do not
 # name `tensorflow-cpu`: tf-keras and tf-slim (the `legacy` extra) require the
 # distribution called `tensorflow` and would install a second copy over it.
-TENSORFLOW = "tensorflow>=2.16,<2.22"
+TENSORFLOW = "tensorflow>=2.13,<2.22"
 
 EXTRAS = {
     # XRAI's Felzenszwalb segmentation.

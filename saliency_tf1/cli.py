@@ -301,7 +301,8 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     explainer = BatchExplainer(spec, names, batch_size=args.batch_size, metrics=metrics,
                                metric_steps=args.metric_steps, class_names=labels)
     try:
-        loaded = spec.load()
+        with _stderr_captured(not args.debug):  # tf-keras and TF log at load (replayed on failure)
+            loaded = spec.load()
     except UnsafeGraphError as err:
         raise UserError(f"{err}\n(on the command line: --allow-op NAME for an op type you have "
                         "checked, or --allow-unsafe-ops)") from None
@@ -603,20 +604,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (UserError, FileNotFoundError, ValueError, TypeError) as err:
+    except (UserError, OSError, ValueError, TypeError) as err:
         if args.debug:
             raise
         message = str(err)
-        if isinstance(err, FileNotFoundError) and err.filename:
-            message = f"{err.filename}: {err.strerror or 'not found'}"
+        if isinstance(err, OSError) and err.filename:  # e.g. an --out that cannot be written
+            message = f"{err.filename}: {err.strerror or type(err).__name__}"
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 1
     except Exception as err:
         tf = sys.modules.get("tensorflow")
         if tf is None or not isinstance(err, tf.errors.OpError) or args.debug:
             raise
-        print(f"{PROG}: error: TensorFlow: {err.message.splitlines()[0]}", file=sys.stderr)
+        print(f"{PROG}: error: TensorFlow: {op_error_summary(err)}", file=sys.stderr)
         return 1
+
+
+def op_error_summary(err: Any) -> str:
+    """A TensorFlow run error in one line that keeps its cause.
+
+    ``session.run`` errors start with a generic line ("Graph execution
+    error:") and a traceback of where the node was defined; the cause (e.g.
+    ``indices[0] = 9 is not in [0, 4)``) comes after. Returns the error type,
+    the first line that is neither, and the node.
+    """
+    skip = ("Graph execution error", "Detected at node", "File ", "[[", "{{", "Traceback")
+    lines = [line.strip() for line in str(getattr(err, "message", err)).splitlines()]
+    causes = [line for line in lines if line and not line.startswith(skip)
+              and not line.startswith(("in ", "self.", "return ", "^"))]
+    cause = causes[-1] if causes else (lines[0] if lines else "")
+    node = getattr(getattr(err, "op", None), "name", None) or getattr(err, "node_def", None)
+    node = getattr(node, "name", node)
+    return f"{type(err).__name__}: {cause}" + (f" (node {node})" if node else "")
 
 
 if __name__ == "__main__":

@@ -265,7 +265,10 @@ def check_image_size(path: str, size: tuple[int | None, int | None], *,
 
 def load_image(path: str, size: tuple[int | None, int | None] = (None, None),
                channels: int = 3, *, resize: bool = False) -> np.ndarray:
-    """Reads an image file as uint8 ``[height, width, channels]`` (RGB, or gray for 1 channel).
+    """Reads an image file as ``[height, width, channels]`` pixels (RGB, or gray for 1 channel).
+
+    8-bit images come back as uint8; 16-bit and float gray images (PNG, TIFF)
+    as float32 on the same 0..255 scale, not clipped to 8 bits.
 
     ``size``: the ``(height, width)`` the model takes (``None``: any). An
     image of another size raises :class:`InputError` naming both sizes, unless
@@ -280,6 +283,8 @@ def load_image(path: str, size: tuple[int | None, int | None] = (None, None),
     want_h, want_w = check_image_size(path, size, resize=resize)
     try:
         with Image.open(path) as img:
+            if img.mode in _DEEP_MODES:
+                return _load_deep(img, path, (want_h, want_w), channels, Image)
             img = img.convert("L" if channels == 1 else "RGB")
             if (img.height, img.width) != (want_h, want_w):
                 img = img.resize((want_w, want_h), Image.Resampling.BILINEAR)
@@ -287,6 +292,35 @@ def load_image(path: str, size: tuple[int | None, int | None] = (None, None),
     except OSError as err:  # a truncated file whose header reads
         raise InputError(f"{path}: cannot read this image: {err}") from None
     return array[..., None] if channels == 1 else array
+
+
+#: Pillow's one-channel modes deeper than 8 bits (16-bit PNG/TIFF, 32-bit int, float TIFF).
+_DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _load_deep(img: Any, path: str, size: tuple[int, int], channels: int, Image: Any
+               ) -> np.ndarray:
+    """A 16-bit or float gray image on the 0..255 scale of 8-bit pixels, float32.
+
+    16-bit values are divided by 65535; floats in [0, 1] are taken as that
+    range, in [0, 255] as pixels; anything else cannot be read faithfully and
+    raises :class:`InputError` (converting it to 8 bits would clip it).
+    """
+    values = np.asarray(img, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if img.mode.startswith("I;16") or (img.mode == "I" and low >= 0 and high <= 65535):
+        values = values / 65535.0 * 255.0
+    elif img.mode == "F" and low >= 0 and high <= 1:
+        values = values * 255.0
+    elif not (img.mode == "F" and low >= 0 and high <= 255):
+        raise InputError(f"{path}: cannot read this {img.mode!r} image faithfully: values in "
+                         f"[{low:g}, {high:g}], expected 16-bit, [0, 1] or [0, 255]")
+    if values.shape != size:
+        resized = Image.fromarray(values.astype(np.float32), mode="F").resize(
+            (size[1], size[0]), Image.Resampling.BILINEAR)
+        values = np.asarray(resized, dtype=np.float64)
+    values = np.clip(values, 0.0, 255.0).astype(np.float32)[..., None]
+    return values if channels == 1 else np.repeat(values, 3, axis=-1)
 
 
 def to_model_input(image: np.ndarray, scale: float = 1.0, offset: float = 0.0,
@@ -509,12 +543,23 @@ class ModelSpec:
                 target = ClassTarget(logits)
             probabilities = tf1_model_function(model.graph, model.session, logits, x,
                                                feed_dict=feed,
-                                               softmax=logits.op.type != "Softmax")
+                                               softmax=not is_softmax_output(logits))
         except BaseException:
             model.session.close()
             raise
         return LoadedExplainModel(model, x, logits, conv, target, probabilities, feed,
                                   (height, width, channels), x.dtype.as_numpy_dtype)
+
+
+def is_softmax_output(tensor: Any) -> bool:
+    """True if ``tensor`` is a softmax's output, through ``Identity`` ops (a SavedModel's
+    signature output usually is one): its values are probabilities already."""
+    op = tensor.op
+    while op.type in ("Identity", "IdentityN", "StopGradient", "Snapshot") and op.inputs:
+        index = tensor.value_index if op.type == "IdentityN" else 0
+        tensor = op.inputs[index]
+        op = tensor.op
+    return op.type == "Softmax"
 
 
 def _check_model_tensors(x: Any, logits: Any) -> tuple[int | None, int | None, int]:

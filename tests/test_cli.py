@@ -545,3 +545,72 @@ def test_run_usage_errors(exported, tmp_path, capsys, monkeypatch):
     code, _, err = _run([*base, "--direct_num_workers", "2"], capsys)
     _error(code, err, "needs Apache Beam")
     assert not (tmp_path / "out").exists()
+
+
+def test_deep_images_are_scaled_not_clipped(tmp_path):
+    """16-bit PNGs and float TIFFs keep their range (8-bit conversion would clip them white)."""
+    from PIL import Image
+
+    from saliency_tf1.streaming import InputError, load_image
+
+    ramp16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    Image.fromarray(ramp16).save(tmp_path / "deep.png")
+    got = load_image(str(tmp_path / "deep.png"), (8, 8), channels=3)
+    assert got.dtype == np.float32 and got.shape == (8, 8, 3)
+    np.testing.assert_allclose(got[..., 0], ramp16 / 65535 * 255, rtol=1e-5)
+    unit = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(unit, mode="F").save(tmp_path / "unit.tif")
+    np.testing.assert_allclose(load_image(str(tmp_path / "unit.tif"), channels=1)[..., 0],
+                               unit * 255, rtol=1e-5)
+    resized = load_image(str(tmp_path / "unit.tif"), (4, 4), channels=1, resize=True)
+    assert resized.shape == (4, 4, 1) and 0 < resized.mean() < 255
+    Image.fromarray(unit * 1000 - 7, mode="F").save(tmp_path / "wild.tif")
+    with pytest.raises(InputError, match=r"wild.tif: cannot read this 'F' image faithfully: "
+                                         r"values in \[-7, 993\]"):
+        load_image(str(tmp_path / "wild.tif"), channels=1)
+
+
+def test_unwritable_out_and_run_errors_are_one_line(exported, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, _, err = _run(["explain", exported.frozen, "--input-tensor", "x", "--output-tensor",
+                         "logits", exported.images[0], "--out", blocker / "sub", "-q"], capsys)
+    assert code == 1 and err.strip().count("\n") == 0 and "a_file" in err, err
+    assert "Traceback" not in err
+
+
+def test_op_error_summary_keeps_the_cause():
+    from saliency_tf1.cli import op_error_summary
+
+    graph = tf.Graph()
+    with graph.as_default():
+        k = tf.compat.v1.placeholder(tf.int32, [])
+        y = tf.gather(tf.constant([1.0, 2.0, 3.0]), k, name="pick")
+    with tf.compat.v1.Session(graph=graph) as session:
+        with pytest.raises(tf.errors.OpError) as info:
+            session.run(y, {k: 7})
+    summary = op_error_summary(info.value)
+    assert summary.startswith("InvalidArgumentError: ")
+    assert "7" in summary and "Graph execution error" not in summary, summary
+
+
+def test_many_methods_are_drawn_in_a_grid(tmp_path):
+    from PIL import Image
+
+    from saliency_tf1.visualization import save_figure
+
+    image = np.random.default_rng(0).uniform(size=(16, 16, 3))
+    masks = {f"m{i}": np.random.default_rng(i).uniform(size=(16, 16)) for i in range(13)}
+    path = save_figure(image, masks, tmp_path / "grid.png")
+    with Image.open(path) as img:
+        assert img.width / img.height < 2.5  # 14 panels: 3 rows of 6, not one long row
+
+
+def test_softmax_output_is_seen_through_identities():
+    from saliency_tf1.streaming import is_softmax_output
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3])
+        probs = tf.identity(tf.identity(tf.nn.softmax(x)), name="output_0")
+        assert is_softmax_output(probs) and not is_softmax_output(tf.identity(x * 2))

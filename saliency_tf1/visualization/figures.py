@@ -50,7 +50,7 @@ def save_figure(
     diverging: Sequence[str] = (),
     overlay_alpha: float | None = None,
 ) -> str:
-    """Lays out an image and its masks in one row and writes a PNG.
+    """Lays out an image and its masks in a grid (one row for up to 5 masks) and writes a PNG.
 
     Args:
       image: the input image, ``[h, w, c]``.
@@ -65,8 +65,11 @@ def save_figure(
     plt = pyplot()
 
     names = list(masks)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.6 * (len(names) + 1), 2.9))
-    axes = np.atleast_1d(axes)
+    panels = len(names) + 1
+    cols = min(panels, 6)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+    axes = axes.reshape(-1)
     shown = normalize_image(image)
     axes[0].imshow(shown[..., 0] if shown.ndim == 3 and shown.shape[-1] == 1 else shown,
                    cmap="gray")
