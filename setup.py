@@ -47,7 +47,7 @@ setup(
     packages=find_packages(include=["saliency_tf1", "saliency_tf1.*"]) + ["saliency_tf1.compat"],
     package_dir={"saliency_tf1.compat": "compat"},
     python_requires=">=3.10",
-    install_requires=[TENSORFLOW, "numpy>=1.25", "matplotlib>=3.5", "tqdm>=4.60"],
+    install_requires=[TENSORFLOW, "numpy>=1.24", "matplotlib>=3.5", "tqdm>=4.60"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["saliency-tf1=saliency_tf1.cli:main"]},
     license="Apache-2.0",
