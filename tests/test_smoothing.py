@@ -76,7 +76,10 @@ def test_every_method_takes_a_statistic(relu_cnn, rng, name):
     spec = METHODS[name]
     method = spec.build(relu_cnn.graph, relu_cnn.session, relu_cnn.y, relu_cnn.x, relu_cnn.conv)
     image = rng.uniform(size=(16, 16, 3)).astype(np.float32)
-    extra = {"size": 8, "stride": 8} if name == "occlusion" else {}
+    # The method's own catalogue arguments, less those that are the smoothing's.
+    extra = {k: v for k, v in spec.kwargs.items() if k not in ("nsamples", "seed")}
+    if name == "occlusion":
+        extra.update(size=8, stride=8)
     var = method.GetSmoothedMask(image, nsamples=3, seed=0, statistic="variance", **extra)
     assert np.all(var >= 0) and np.all(np.isfinite(var))
 
