@@ -313,6 +313,43 @@ class XRAI(CoreSaliency):
                           extra_parameters=extra_parameters, **kwargs)
 
 
+class ScoreCam(CoreSaliency):
+    """Score-CAM (Wang et al., CVPRW 2020, arXiv:1910.01279) from CONVOLUTION_LAYER_VALUES
+    (``[batch, h, w, c]``) and OUTPUT_LAYER_VALUES of the masked inputs."""
+
+    tf1_method = tf1.ScoreCam
+    expected_keys = [CONVOLUTION_LAYER_VALUES, OUTPUT_LAYER_VALUES]
+
+    def GetMask(self, x_value: Any, call_model_function: CallModelFunction,
+                call_model_args: Any = None, should_resize: bool = True,
+                three_dims: bool = True, **kwargs: Any) -> Any:
+        """Returns the Score-CAM mask of one input ``[H, W, C]``."""
+        return self._call("GetMask", x_value, call_model_function, call_model_args,
+                          should_resize=should_resize, three_dims=three_dims, **kwargs)
+
+
+class Lime(CoreSaliency):
+    """LIME on segments (Ribeiro et al., KDD 2016, arXiv:1602.04938): OUTPUT_LAYER_VALUES only."""
+
+    tf1_method = tf1.Lime
+    expected_keys = [OUTPUT_LAYER_VALUES]
+
+    def GetMaskWithDetails(self, x_value: Any, call_model_function: CallModelFunction,
+                           call_model_args: Any = None, **kwargs: Any) -> Any:
+        """Returns a ``SurrogateOutput`` (mask, coefficients, R^2, segments) for one input."""
+        return self._call("GetMaskWithDetails", x_value, call_model_function,
+                          call_model_args, **kwargs)
+
+
+class KernelShap(Lime):
+    """KernelSHAP on segments (Lundberg and Lee, NeurIPS 2017, arXiv:1705.07874)."""
+
+    tf1_method = tf1.KernelShap
+
+
+__all__ += ["KernelShap", "Lime", "ScoreCam"]
+
+
 def _core_class(tf1_class: type) -> type:
     """A core-API class for a catalogue method that has no hand-written one here.
 

@@ -21,8 +21,11 @@ from .methods.guided_backprop import Deconvnet, GuidedBackprop
 from .methods.guided_ig import GuidedIG
 from .methods.integrated_gradients import IntegratedGradients
 from .methods.layer_conductance import LayerConductance
+from .methods.lime import KernelShap, Lime
 from .methods.lrp import LRP
 from .methods.occlusion import Occlusion
+from .methods.rise import RISE
+from .methods.score_cam import ScoreCam
 from .methods.xrai import XRAI, XRAIOutput, XRAIParameters
 from .models import LoadedModel, UnsafeGraphError, load_model
 from .streaming import ModelSpec, explain_to_dir, iter_masks, read_manifest
@@ -51,6 +54,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "RISE",
+    "KernelShap",
+    "Lime",
+    "ScoreCam",
     "LRP",
     "DeepLift",
     "ExpectedGradients",

@@ -26,8 +26,11 @@ from .methods.guided_backprop import Deconvnet, GuidedBackprop
 from .methods.guided_ig import GuidedIG
 from .methods.integrated_gradients import IntegratedGradients
 from .methods.layer_conductance import LayerConductance
+from .methods.lime import KernelShap, Lime
 from .methods.lrp import LRP
 from .methods.occlusion import Occlusion
+from .methods.rise import RISE
+from .methods.score_cam import ScoreCam
 from .methods.xrai import XRAI
 
 
@@ -128,6 +131,12 @@ METHODS: dict[str, MethodSpec] = {
                    init={"rule": "composite", "first_layer": "zB"}, diverging=True),
         MethodSpec("conductance", "Layer Conductance", LayerConductance, needs_conv=True,
                    kwargs={"resize": True}, diverging=True),
+        MethodSpec("rise", "RISE", RISE, kwargs={"n_masks": 2000, "seed": 0}),
+        MethodSpec("scorecam", "Score-CAM", ScoreCam, needs_conv=True),
+        MethodSpec("lime", "LIME", Lime, kwargs={"n_samples": 1000, "seed": 0},
+                   diverging=True, requires=("skimage",)),
+        MethodSpec("kernelshap", "KernelSHAP", KernelShap, kwargs={"n_samples": 1000, "seed": 0},
+                   diverging=True, requires=("skimage",)),
     ]
 }
 

@@ -36,6 +36,9 @@ CHEAP: dict[str, dict[str, Any] | Callable[[str], dict[str, Any]]] = {
     "xrai": lambda call: _xrai_args(call),
     "expectedgrad": {"nsamples": 4, "seed": 0},
     "conductance": {"x_steps": 4},
+    "rise": {"n_masks": 48},
+    "lime": {"n_samples": 24},
+    "kernelshap": {"n_samples": 24},
 }
 
 #: Public calls besides the catalogue's own that every method offering them must honour.

@@ -120,7 +120,96 @@ def _packed_gradients(graph: Any, y: Any, layout: InputLayout, grads: list[Any])
     return cached_ops(graph, ("packed_gradients", y.name, *layout.names), build)
 
 
-class TF1Backend(Backend):
+def check_model(graph: Any, session: Any, y: Any, x: Any, conv_layer: Any = None, *,
+                conv_rank: int | tuple[int, ...] | None = 4,
+                differentiable: bool = True) -> InputLayout:
+    """Checks a model's tensors before any op is built; returns ``x``'s input layout.
+
+    ``y`` must be a float tensor computed from every input (and, when
+    ``differentiable``, with a differentiable path from each); ``conv_layer``
+    a tensor of rank ``conv_rank`` (one of them for a tuple, any for ``None``) between ``x`` and
+    ``y``. Raises TypeError/ValueError naming the argument.
+    """
+    check_graph_and_session(graph, session)
+    layout = InputLayout(x, graph)
+    check_tensor("y", y, graph)
+    if not y.dtype.is_floating:
+        raise TypeError(f"y: expected a floating-point tensor to explain, got dtype {y.dtype.name}")
+    for name, xi in zip(_input_names(layout), layout.tensors):
+        if not depends_on(y, xi):
+            raise ValueError(f"y: tensor {y.name!r} does not depend on {name} ({xi.name!r})")
+        if differentiable and not differentiable_path(y, xi):
+            raise ValueError(
+                f"y: tensor {y.name!r} is not differentiable with respect to {name} "
+                f"({xi.name!r}): every path from it to y passes a stop_gradient or a "
+                "non-float tensor"
+            )
+    if conv_layer is not None:
+        check_tensor("conv_layer", conv_layer, graph)
+        ranks = (conv_rank,) if isinstance(conv_rank, int) else conv_rank
+        if ranks is not None and conv_layer.shape.rank not in ranks:
+            expected = ("a 4-D [batch, h, w, c]" if ranks == (4,) else
+                        "a [batch, h, w, c] (or [batch, t, c])" if ranks == (3, 4) else
+                        f"a tensor of rank {' or '.join(map(str, ranks))}")
+            raise ValueError(
+                f"conv_layer: expected {expected} tensor, got {conv_layer.name!r} of shape "
+                f"{conv_layer.shape}"
+            )
+        if not any(depends_on(conv_layer, xi) for xi in layout.tensors) or not depends_on(
+                y, conv_layer):
+            raise ValueError(
+                f"conv_layer: tensor {conv_layer.name!r} is not between x "
+                f"({', '.join(layout.names)}) and y ({y.name!r})"
+            )
+        if differentiable and not differentiable_path(y, conv_layer):
+            raise ValueError(
+                f"conv_layer: y is not differentiable with respect to {conv_layer.name!r}"
+            )
+    return layout
+
+
+class _SessionBackend(Backend):
+    """What the TF1 backends share: a :class:`SessionRunner` over named fetches."""
+
+    runner: SessionRunner
+    conv_layer: Any = None
+
+    @property
+    def fetches(self) -> dict[str, Any]:
+        """``{key: tensor}`` this backend can evaluate."""
+        return self.runner.fetches
+
+    def prepare_feed(self, feed_dict: Any, n_inputs: int, **options: Any) -> Feed:
+        """Checks ``feed_dict`` (see :meth:`SessionRunner.prepare_feed`); never modifies it."""
+        return self.runner.prepare_feed(feed_dict, n_inputs, **options)
+
+    def evaluate(
+        self,
+        rows: np.ndarray,
+        keys: Sequence[str],
+        feed: Any = None,
+        sources: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        unknown = [k for k in keys if k not in self.keys]
+        if unknown:
+            raise ValueError(
+                f"keys: {unknown} not available from this backend; available: {sorted(self.keys)}"
+                + ("" if self.conv_layer is not None else " (pass conv_layer for the conv keys)")
+            )
+        return self.runner.run(rows, keys, feed, sources)
+
+    def _bind(self, graph: Any, session: Any, y: Any, x: Any, layout: InputLayout,
+              conv_layer: Any, fetches: dict[str, Any]) -> None:
+        self.graph, self.session, self.y, self.x = graph, session, y, x
+        self.conv_layer = conv_layer
+        self.layout = layout
+        self.input_shape = layout.shape
+        self.input_dtype = layout.dtype
+        self.runner = SessionRunner(graph, session, layout, fetches, y_key=OUTPUT_LAYER_VALUES)
+        self.keys = frozenset(fetches)
+
+
+class TF1Backend(_SessionBackend):
     """The backend over a TF1 graph and session.
 
     Every argument is checked before any op is built, so a failed constructor
@@ -161,39 +250,8 @@ class TF1Backend(Backend):
         conv_rank: int | None = 4,
         extra_fetches: Callable[[dict], Mapping[str, Any]] | None = None,
     ) -> None:
-        check_graph_and_session(graph, session)
-        layout = InputLayout(x, graph)
-        check_tensor("y", y, graph)
-        if not (y.dtype.is_floating):
-            raise TypeError(
-                f"y: expected a floating-point tensor to explain, got dtype {y.dtype.name}"
-            )
-        for name, xi in zip(_input_names(layout), layout.tensors):
-            if not depends_on(y, xi):
-                raise ValueError(f"y: tensor {y.name!r} does not depend on {name} ({xi.name!r})")
-            if not differentiable_path(y, xi):
-                raise ValueError(
-                    f"y: tensor {y.name!r} is not differentiable with respect to {name} "
-                    f"({xi.name!r}): every path from it to y passes a stop_gradient or a "
-                    "non-float tensor"
-                )
-        if conv_layer is not None:
-            check_tensor("conv_layer", conv_layer, graph)
-            if conv_rank is not None and conv_layer.shape.rank != conv_rank:
-                raise ValueError(
-                    f"conv_layer: expected a 4-D [batch, h, w, c] tensor, got "
-                    f"{conv_layer.name!r} of shape {conv_layer.shape}"
-                )
-            if not any(depends_on(conv_layer, xi) for xi in layout.tensors) or not depends_on(
-                    y, conv_layer):
-                raise ValueError(
-                    f"conv_layer: tensor {conv_layer.name!r} is not between x "
-                    f"({', '.join(layout.names)}) and y ({y.name!r})"
-                )
-            if not differentiable_path(y, conv_layer):
-                raise ValueError(
-                    f"conv_layer: y is not differentiable with respect to {conv_layer.name!r}"
-                )
+        layout = check_model(graph, session, y, x, conv_layer, conv_rank=conv_rank,
+                             differentiable=True)
         # Raises for a y whose shape does not give one value per example.
         SessionRunner(graph, session, layout, {OUTPUT_LAYER_VALUES: y},
                       y_key=OUTPUT_LAYER_VALUES)
@@ -225,34 +283,24 @@ class TF1Backend(Backend):
             if tensor is None:  # the walk above should have caught it
                 raise ValueError(f"y: no gradient for {key} (tf.gradients returned None)")
 
-        self.graph, self.session, self.y, self.x = graph, session, y, x
-        self.conv_layer = conv_layer
-        self.layout = layout
-        self.input_shape = layout.shape
-        self.input_dtype = layout.dtype
-        self.runner = SessionRunner(graph, session, layout, fetches, y_key=OUTPUT_LAYER_VALUES)
-        self.keys = frozenset(fetches)
+        self._bind(graph, session, y, x, layout, conv_layer, fetches)
 
-    @property
-    def fetches(self) -> dict[str, Any]:
-        """``{key: tensor}`` this backend can evaluate."""
-        return self.runner.fetches
 
-    def prepare_feed(self, feed_dict: Any, n_inputs: int, **options: Any) -> Feed:
-        """Checks ``feed_dict`` (see :meth:`SessionRunner.prepare_feed`); never modifies it."""
-        return self.runner.prepare_feed(feed_dict, n_inputs, **options)
+class ForwardBackend(_SessionBackend):
+    """The backend of the forward-only methods over a TF1 graph: values, no gradients.
 
-    def evaluate(
-        self,
-        rows: np.ndarray,
-        keys: Sequence[str],
-        feed: Any = None,
-        sources: np.ndarray | None = None,
-    ) -> dict[str, np.ndarray]:
-        unknown = [k for k in keys if k not in self.keys]
-        if unknown:
-            raise ValueError(
-                f"keys: {unknown} not available from this backend; available: {sorted(self.keys)}"
-                + ("" if self.conv_layer is not None else " (pass conv_layer for the conv keys)")
-            )
-        return self.runner.run(rows, keys, feed, sources)
+    Fetches ``y`` (``OUTPUT_LAYER_VALUES``) and, if given, ``conv_layer``
+    (``CONVOLUTION_LAYER_VALUES``, ``[batch, h, w, c]`` or ``[batch, t, c]``)
+    for batches of rows fed to ``x``. It adds no op to the graph and, unlike
+    :class:`TF1Backend`, does not need ``y`` to be differentiable with respect
+    to ``x`` (a model with an argmax or a ``stop_gradient`` can be explained by
+    the perturbation methods).
+    """
+
+    def __init__(self, graph: Any, session: Any, y: Any, x: Any, conv_layer: Any = None) -> None:
+        layout = check_model(graph, session, y, x, conv_layer, conv_rank=(3, 4),
+                             differentiable=False)
+        fetches: dict[str, Any] = {OUTPUT_LAYER_VALUES: y}
+        if conv_layer is not None:
+            fetches[CONVOLUTION_LAYER_VALUES] = conv_layer
+        self._bind(graph, session, y, x, layout, conv_layer, fetches)

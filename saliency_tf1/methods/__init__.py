@@ -11,11 +11,19 @@ from .guided_backprop import Deconvnet, GuidedBackprop
 from .guided_ig import GuidedIG
 from .integrated_gradients import IntegratedGradients
 from .layer_conductance import LayerConductance
+from .lime import KernelShap, Lime, SurrogateOutput
 from .lrp import LRP
 from .occlusion import Occlusion
+from .rise import RISE
+from .score_cam import ScoreCam
 from .xrai import XRAI, XRAIOutput, XRAIParameters
 
 __all__ = [
+    "RISE",
+    "KernelShap",
+    "Lime",
+    "ScoreCam",
+    "SurrogateOutput",
     "LRP",
     "DeepLift",
     "ExpectedGradients",
