@@ -2,7 +2,7 @@
 
 ``saliency-tf1 explain MODEL --input-tensor X --output-tensor LOGITS INPUT... --out DIR``
 loads a saved model (:func:`saliency_tf1.models.load_model`: a frozen ``.pb``, a
-SavedModel directory, a ``.meta`` checkpoint or a tf-keras file), explains
+SavedModel directory, a ``.meta`` checkpoint or a Keras file), explains
 each image's predicted class (or ``--class K``) with the chosen methods and
 writes, per image, ``DIR/<image>.png`` (the image and one overlay per
 method) and ``DIR/<image>_<method>.npy`` (each raw mask); it prints the
@@ -51,7 +51,6 @@ PROG = "saliency-tf1"
 #: only with ``--conv-tensor``).
 DEFAULT_METHODS = ("gradient", "smoothgrad", "ig", "guided", "gradcam")
 
-_KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 
 class UserError(Exception):
@@ -279,16 +278,10 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not os.path.exists(args.model):
         raise UserError(f"{args.model}: model not found")
     labels = _read_labels(args.labels)
-    if args.model.endswith(_KERAS_SUFFIXES):
-        from .models.legacy import enable_legacy_keras
-
-        try:
-            enable_legacy_keras()
-        except (ImportError, RuntimeError) as err:
-            raise UserError(str(err)) from None
     _import_tensorflow(quiet=not args.debug)
     beam = _import_beam(quiet=not args.debug) if args.runner else None
     from .models import UnsafeGraphError
+    from .models.diagnose import forward_only_methods
 
     if skipped:
         print(f"{PROG}: note: leaving out {', '.join(skipped)} (no --conv-tensor given)",
@@ -297,7 +290,9 @@ def _explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                      parse_feeds(args.feed), args.allow_unsafe_ops,
                      tuple(args.allow_ops) if args.allow_ops else None,
                      tuple(t for t in args.tags.split(",") if t), args.signature_key or None,
-                     args.scale, args.offset, args.resize, args.cls)
+                     args.scale, args.offset, args.resize, args.cls,
+                     # a model that cannot be differentiated loads for forward-only methods
+                     gradients=not set(names) <= set(forward_only_methods()))
     explainer = BatchExplainer(spec, names, batch_size=args.batch_size, metrics=metrics,
                                metric_steps=args.metric_steps, class_names=labels)
     try:
@@ -488,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         "other error (missing file, unknown tensor, image of the wrong size, unsafe graph).")
     ex.add_argument("model", metavar="MODEL",
                     help="frozen graph (.pb), SavedModel folder, checkpoint (.meta) or tf-keras "
-                         "file (.h5/.keras)")
+                         "file (.h5/.keras, tf-keras or Keras 3)")
     ex.add_argument("images", metavar="IMAGE", nargs="+",
                     help="image files (PNG, JPEG, ...), folders (their images, all levels), glob "
                          "patterns ('data/*.png') or @FILE (a list of paths, one per line)")

@@ -217,7 +217,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 #: :func:`saliency_tf1.metrics.deletion` / :func:`~saliency_tf1.metrics.insertion`).
 RUN_METRICS = ("deletion", "insertion")
 
-_KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 
 class InputError(ValueError):
@@ -433,6 +432,8 @@ class ModelSpec:
         an error of that input).
       explain_class: explain this class for every input (default: each
         input's predicted class).
+      gradients: build and check the model's gradients at load (``False``: a
+        model that cannot be differentiated, for forward-only methods).
     """
 
     path: str
@@ -448,6 +449,7 @@ class ModelSpec:
     offset: float = 0.0
     resize: bool = False
     explain_class: int | None = None
+    gradients: bool = True
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -466,7 +468,7 @@ class ModelSpec:
             raise TypeError(f"feeds: expected {{placeholder name: value}}, got "
                             f"{self.feeds!r}") from None
         put("feeds", feeds)
-        for name in ("allow_unsafe_ops", "resize"):
+        for name in ("allow_unsafe_ops", "resize", "gradients"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         if self.allow_ops is not None:
@@ -489,7 +491,8 @@ class ModelSpec:
 
     def load_kwargs(self) -> dict[str, Any]:
         """The keyword arguments :func:`~saliency_tf1.models.load_model` gets for this model."""
-        kwargs: dict[str, Any] = {"allow_unsafe_ops": self.allow_unsafe_ops}
+        kwargs: dict[str, Any] = {"allow_unsafe_ops": self.allow_unsafe_ops,
+                                  "gradients": self.gradients}
         if self.allow_ops is not None:
             kwargs["allow_ops"] = self.allow_ops
         if os.path.isdir(self.path) or os.path.basename(self.path).startswith("saved_model."):
@@ -509,10 +512,6 @@ class ModelSpec:
         """
         if not os.path.exists(self.path):
             raise FileNotFoundError(errno.ENOENT, "model not found", self.path)
-        if self.path.endswith(_KERAS_SUFFIXES):
-            from .models.legacy import enable_legacy_keras
-
-            enable_legacy_keras()
         from .engine.graph import required_placeholders
         from .metrics import tf1_model_function
         from .models import load_model

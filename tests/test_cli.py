@@ -514,11 +514,11 @@ def test_allow_op_is_passed_to_the_loader_only_when_given(exported, tmp_path, ca
         code, _, err = _run([*base, *extra, "--allow-op", "LookupTableFindV2", "--allow-op",
                              "HashTableV2"], capsys)
         _error(code, err, "spy: not loading")
-        assert calls.pop() == {"allow_unsafe_ops": False,
+        assert calls.pop() == {"allow_unsafe_ops": False, "gradients": True,
                                "allow_ops": ("LookupTableFindV2", "HashTableV2")}
         code, _, err = _run([*base, *extra], capsys)
         _error(code, err, "spy: not loading")
-        assert calls.pop() == {"allow_unsafe_ops": False}
+        assert calls.pop() == {"allow_unsafe_ops": False, "gradients": True}
     assert not (tmp_path / "out").exists()
 
 
@@ -586,9 +586,8 @@ def test_op_error_summary_keeps_the_cause():
     with graph.as_default():
         k = tf.compat.v1.placeholder(tf.int32, [])
         y = tf.gather(tf.constant([1.0, 2.0, 3.0]), k, name="pick")
-    with tf.compat.v1.Session(graph=graph) as session:
-        with pytest.raises(tf.errors.OpError) as info:
-            session.run(y, {k: 7})
+    with tf.compat.v1.Session(graph=graph) as session, pytest.raises(tf.errors.OpError) as info:
+        session.run(y, {k: 7})
     summary = op_error_summary(info.value)
     assert summary.startswith("InvalidArgumentError: ")
     assert "7" in summary and "Graph execution error" not in summary, summary

@@ -338,15 +338,7 @@ LEGACY = textwrap.dedent(_COMMON) + textwrap.dedent('''
 ''')
 
 #: Models the graph-mode gradient cannot go through, for reasons outside the guard.
-NOT_EXPLAINED = {
-    # A TF1 while loop in a frozen GraphDef has lost its WhileContext (kept only in a
-    # meta graph's collections), so tf.gradients cannot differentiate it.
-    "cfv1_frozen": "TF1 while loop without its context",
-    # TF2 SavedModels differentiate through SymbolicGradient of nested function calls,
-    # which lacks gradients for some ops (explaining them is a separate issue);
-    # the tf-keras one is explained through load_keras_model in the subprocess.
-    "tf_module": "TF2 SavedModel: nested call", "tf_keras_saved_model": "TF2 SavedModel",
-}
+NOT_EXPLAINED: dict[str, str] = {}
 
 
 def _run(script: str, out, name: str) -> dict:

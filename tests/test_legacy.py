@@ -10,9 +10,10 @@ explained in one subprocess that calls
   through ``resnet_arg_scope``), after showing that without the
   ``tf_keras.legacy_tf_layers`` alias it fails as the issue describes,
   and ``resnet_v1_50`` itself at 64x64 (one gradient),
-* a tf-keras functional CNN loaded with :func:`saliency_tf1.io.load_keras_model`
-  from the object and from an ``.h5`` file (and, outputs only, from a
-  tf-keras SavedModel directory; a Lambda layer's bytecode is refused),
+* a tf-keras functional CNN loaded with :func:`saliency_tf1.models.load_keras_model`
+  (traced: :mod:`saliency_tf1.models.tf2`) from the object and from an ``.h5``
+  file (and, outputs only, from a tf-keras SavedModel directory, inlined; a
+  Lambda layer's bytecode is refused),
 
 all with random weights, and explains each with every catalogue method
 (cheap arguments), reporting each mask's shape and whether it is finite and
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -179,9 +181,9 @@ SCRIPT = textwrap.dedent('''
     except ValueError as err:  # UnsafeGraphError
         report["lambda"] = f"{type(err).__name__}: {err}"
     with load_keras_model(os.path.join(out, "lambda.h5"), allow_unsafe_ops=True) as loaded:
+        (lambda_in,), (lambda_out,) = loaded.inputs.values(), loaded.outputs.values()
         report["lambda_allowed"] = loaded.session.run(
-            loaded.outputs[loaded.keras_model.output_names[0]],
-            {loaded.keras_model.inputs[0]: np.ones((1, 3), np.float32)}).tolist()
+            lambda_out, {lambda_in: np.ones((1, 3), np.float32)}).tolist()
     report["keras_mask_error"] = {
         name: float(np.abs(kept["keras_object"][1][name] - kept["keras_h5"][1][name]).max())
         for name in kept["keras_object"][1]}
@@ -261,9 +263,22 @@ def test_enabling_after_tensorflow_was_imported_raises(monkeypatch):
     assert LEGACY_KERAS_ENV not in os.environ  # nothing changed
 
 
-def test_keras_loader_needs_the_switch(monkeypatch):
+def test_keras_loader_does_not_need_the_switch(monkeypatch, tmp_path):
+    """Keras models are traced, not rebuilt with tf-keras's graph-mode layers: a process
+    whose TensorFlow routes tf.keras to Keras 3 loads tf-keras models too."""
+    import tf_keras
+
     from saliency_tf1.models import load_keras_model
 
     monkeypatch.setattr(tf, "_tf_uses_legacy_keras", False, raising=False)
-    with pytest.raises(RuntimeError, match=LEGACY_KERAS_ENV):
-        load_keras_model("model.h5")
+    monkeypatch.delenv(LEGACY_KERAS_ENV, raising=False)
+    with pytest.raises(FileNotFoundError):
+        load_keras_model(tmp_path / "model.h5")
+    inp = tf_keras.Input((3,), name="features")
+    model = tf_keras.Model(inp, tf_keras.layers.Dense(2, name="scores")(inp))
+    with load_keras_model(model) as loaded:
+        x, y = loaded.inputs["features"], loaded.outputs["scores"]
+        values = np.arange(6, dtype=np.float32).reshape(2, 3)
+        np.testing.assert_allclose(loaded.session.run(y, {x: values}), model(values).numpy(),
+                                   rtol=1e-6)
+    assert LEGACY_KERAS_ENV not in os.environ

@@ -132,6 +132,10 @@ class TF1Saliency:
     #: (guided/deconvnet gating), so no other backend can serve them.
     graph_only: bool = False
 
+    #: True where the method needs only forward values (``OUTPUT_LAYER_VALUES``):
+    #: it builds no gradient ops and ``y`` need not be differentiable.
+    forward_only: bool = False
+
     #: True where the method explains several input tensors jointly (``x`` a
     #: list): it works on rows that pack every input's values into one vector
     #: (never with :attr:`graph_only`).

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.backend import OUTPUT_LAYER_VALUES
+from ..engine.backend import OUTPUT_LAYER_VALUES, Backend, ForwardBackend
 from ..engine.batching import chunk_bounds, progress_bar
 from ..engine.checks import check_array, check_finite_number, check_no_extra, check_positive_int
 from .base import TF1Saliency
@@ -78,6 +78,11 @@ class Occlusion(TF1Saliency):
     default_batch_size: int = 64
     backend_keys = (OUTPUT_LAYER_VALUES,)
     multi_input = True
+    #: Needs only forward values: builds no ops, and ``y`` need not be differentiable.
+    forward_only = True
+
+    def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> Backend:
+        return ForwardBackend(graph, session, y, x)
 
     def GetMask(
         self,

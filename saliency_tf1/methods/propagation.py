@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -427,12 +429,14 @@ def _build(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:
                 f"function (tf.cond/tf.while_loop v2, tf.function); {rules.name} has no rule "
                 "for the ops inside it"
             )
-        warnings.warn(
-            f"saliency_tf1 {rules.name}: ops {[op.name for op in with_functions][:5]} on the "
-            "path from x to y call functions (tf.cond/tf.while_loop v2, tf.function); ReLUs "
-            "inside their bodies are differentiated normally, not gated",
-            stacklevel=5,
-        )
+        gated = _calling_gated_functions(graph, with_functions, RELU_LIKE)
+        if gated:
+            warnings.warn(
+                f"saliency_tf1 {rules.name}: ops {gated[:5]} on the path from x to y call "
+                "functions (tf.cond/tf.while_loop v2, tf.function) whose bodies hold ReLU-like "
+                "ops; those are differentiated normally, not gated",
+                stacklevel=_caller_stacklevel(),
+            )
     # Control inputs from outside the path still run first: an op with outputs
     # is mapped directly, one without (NoOp, ...) through a constant that waits
     # for it.
@@ -592,3 +596,40 @@ def same_op(op: Any, inputs: list[Any]) -> Any:
             kwargs[attr.name] = op.get_attr(attr.name)
     out = fn(**kwargs)
     return out[0] if isinstance(out, tuple | list) else out
+
+
+def _calling_gated_functions(graph: Any, ops: list[Any], gated_types: tuple[str, ...]
+                             ) -> list[str]:
+    """Names of ``ops`` that call a library function whose body (or a function it calls)
+    holds an op of ``gated_types``."""
+    library = {f.signature.name: f for f in graph.as_graph_def().library.function}
+    memo: dict[str, bool] = {}
+
+    def callees(node: Any) -> list[str]:
+        names = [node.op] if node.op in library else []
+        for value in node.attr.values():
+            if value.HasField("func"):
+                names.append(value.func.name)
+            elif value.HasField("list"):
+                names.extend(f.name for f in value.list.func)
+        return names
+
+    def holds(name: str) -> bool:
+        if name not in library:
+            return False
+        if name not in memo:
+            memo[name] = False  # a recursive call counts as not holding one
+            memo[name] = any(node.op in gated_types or any(holds(c) for c in callees(node))
+                             for node in library[name].node_def)
+        return memo[name]
+
+    return [op.name for op in ops if any(holds(c) for c in callees(op.node_def))]
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside this package (the user's call)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -12,19 +12,24 @@ from .guard import (
     find_unsafe_run,
 )
 from .loaders import (
+    KINDS,
     LoadedModel,
     load_checkpoint,
     load_frozen_graph,
     load_keras_model,
     load_model,
+    load_module,
     load_saved_model,
 )
+from .model_session import ModelSession
 
 __all__ = [
     "ALLOWED_OPS",
+    "KINDS",
     "UNSAFE_OPS",
     "Finding",
     "LoadedModel",
+    "ModelSession",
     "UnsafeGraphError",
     "check_graph",
     "check_run",
@@ -35,5 +40,6 @@ __all__ = [
     "load_frozen_graph",
     "load_keras_model",
     "load_model",
+    "load_module",
     "load_saved_model",
 ]
