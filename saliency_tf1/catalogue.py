@@ -10,7 +10,7 @@ entry whose optional dependency is missing is left out of
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,3 +151,45 @@ def get_method(name: str) -> MethodSpec:
     if not isinstance(name, str) or name not in METHODS:
         raise ValueError(f"method: unknown name {name!r}; choose from {sorted(METHODS)}")
     return METHODS[name]
+
+
+def select_methods(methods: Any, *, has_conv: bool | None = None, conv_hint: str = "conv_layer",
+                   reserved: Mapping[str, str] | None = None
+                   ) -> dict[str, tuple[MethodSpec, dict[str, Any]]]:
+    """``{name: (spec, arguments)}`` from catalogue names with their arguments.
+
+    ``methods`` is a name, a sequence of names or ``(name, {arguments})``
+    pairs, or a mapping ``{name: {arguments}}``; the arguments are those of the
+    method's call (``GetSmoothedMask``'s too for a smoothed method) and
+    override the catalogue's. ``has_conv=False`` refuses methods that need a
+    conv layer (named ``conv_hint``); ``reserved`` maps argument names the
+    caller sets itself to the advice given when a method's arguments hold one.
+    The training hook and the data-set runs read their methods through this.
+    """
+    if isinstance(methods, str):
+        methods = [methods]
+    if isinstance(methods, Mapping):
+        items = list(methods.items())
+    elif isinstance(methods, Iterable):
+        items = [(m, {}) if isinstance(m, str) else tuple(m) for m in methods]
+    else:
+        raise TypeError(f"methods: expected catalogue names, (name, arguments) pairs or a "
+                        f"mapping, got {type(methods).__name__}")
+    if not items:
+        raise ValueError("methods: expected at least one method, got none")
+    out: dict[str, tuple[MethodSpec, dict[str, Any]]] = {}
+    for item in items:
+        if len(item) != 2 or not isinstance(item[1], Mapping):
+            raise TypeError(f"methods: expected (name, {{arguments}}) pairs, got {item!r}")
+        name, arguments = item
+        spec = get_method(name)
+        if spec.needs_conv and has_conv is False:
+            raise ValueError(f"methods: {name!r} needs {conv_hint}= (a [batch, h, w, c] tensor)")
+        if not spec.available():
+            raise ValueError(f"methods: {name!r} needs the Python module(s) "
+                             f"{', '.join(spec.requires)}; install them or leave it out")
+        for argument, advice in (reserved or {}).items():
+            if argument in arguments:
+                raise ValueError(f"methods[{name!r}]: {advice}")
+        out[name] = (spec, {**spec.kwargs, **dict(arguments)})
+    return out

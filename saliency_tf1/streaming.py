@@ -672,43 +672,13 @@ def element_key(element: Any) -> str | None:
 
 def check_run_methods(methods: Any, *, has_conv: bool | None = None
                       ) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """``{name: (MethodSpec, arguments)}`` from catalogue names with their arguments.
+    """The run's methods (:func:`saliency_tf1.catalogue.select_methods`); ``batch_size`` is
+    the run's, not a method's."""
+    from .catalogue import select_methods
 
-    ``methods``: a name, a sequence of names or ``(name, {arguments})``
-    pairs, or a mapping ``{name: {arguments}}``. The arguments are those of the
-    method's call (``GetSmoothedMask``'s too for a smoothed method) and
-    override the catalogue's; ``batch_size`` is the run's, not a method's.
-    ``has_conv=False`` refuses methods that need a conv layer.
-    """
-    from .catalogue import get_method
-
-    if isinstance(methods, str):
-        methods = [methods]
-    if isinstance(methods, Mapping):
-        items = list(methods.items())
-    elif isinstance(methods, Iterable):
-        items = [(m, {}) if isinstance(m, str) else tuple(m) for m in methods]
-    else:
-        raise TypeError(f"methods: expected catalogue names, (name, arguments) pairs or a "
-                        f"mapping, got {type(methods).__name__}")
-    if not items:
-        raise ValueError("methods: expected at least one method, got none")
-    out: dict[str, tuple[Any, dict[str, Any]]] = {}
-    for item in items:
-        if len(item) != 2 or not isinstance(item[1], Mapping):
-            raise TypeError(f"methods: expected (name, {{arguments}}) pairs, got {item!r}")
-        name, arguments = item
-        spec = get_method(name)
-        if spec.needs_conv and has_conv is False:
-            raise ValueError(f"methods: {name!r} needs a conv layer (conv_tensor)")
-        if not spec.available():
-            raise ValueError(f"methods: {name!r} needs the Python module(s) "
-                             f"{', '.join(spec.requires)}; install them or leave it out")
-        if "batch_size" in arguments:
-            raise ValueError(f"methods[{name!r}]: batch_size is the run's (batch_size=), not a "
-                             "method argument")
-        out[name] = (spec, {**spec.kwargs, **dict(arguments)})
-    return out
+    return select_methods(methods, has_conv=has_conv, conv_hint="conv_tensor",
+                          reserved={"batch_size": "batch_size is the run's (batch_size=), not "
+                                                  "a method argument"})
 
 
 def _check_metrics(metrics: Any) -> tuple[str, ...]:

@@ -221,7 +221,7 @@ def test_explain_checks_its_arguments_when_built(data):
     with pytest.raises(ValueError, match="unknown name 'nosuch'"):
         Explain(data["spec"], ["nosuch"])
     spec_no_conv = ModelSpec(data["spec"].path, "images", "scores")
-    with pytest.raises(ValueError, match="'gradcam' needs a conv layer"):
+    with pytest.raises(ValueError, match="'gradcam' needs conv_tensor="):
         Explain(spec_no_conv, ["gradcam"])
     with pytest.raises(ValueError, match="batch_size is the run's"):
         Explain(data["spec"], {"ig": {"batch_size": 4}})

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..catalogue import MethodSpec, get_method
+from ..catalogue import select_methods
 from ..engine.checks import check_array, check_positive_int
 from ..engine.graph import check_tensor, tf_module
 from ..visualization import display_mask, encode_png, normalize_image, overlay, save_grid
@@ -44,43 +44,6 @@ DEFAULT_METHODS: Mapping[str, Mapping[str, Any]] = {
     "ig": {"x_steps": 25},
     "smoothig": {"x_steps": 25, "nsamples": 10},
 }
-
-
-def check_methods(methods: Any, has_conv: bool) -> dict[str, tuple[MethodSpec, dict]]:
-    """``{name: (spec, arguments)}`` from catalogue names with their arguments.
-
-    ``methods`` is a name, a sequence of names or ``(name, {arguments})``
-    pairs, or a mapping ``{name: {arguments}}``; the arguments are those of
-    the method's call (for a smoothed method, ``GetSmoothedMask``'s too) and
-    override the catalogue's.
-    """
-    if isinstance(methods, str):
-        methods = [methods]
-    if isinstance(methods, Mapping):
-        items = list(methods.items())
-    elif isinstance(methods, Iterable):
-        items = [(m, {}) if isinstance(m, str) else tuple(m) for m in methods]
-    else:
-        raise TypeError(f"methods: expected catalogue names, (name, arguments) pairs or a "
-                        f"mapping, got {type(methods).__name__}")
-    if not items:
-        raise ValueError("methods: expected at least one method, got none")
-    out: dict[str, tuple[MethodSpec, dict]] = {}
-    for item in items:
-        if len(item) != 2 or not isinstance(item[1], Mapping):
-            raise TypeError(f"methods: expected (name, {{arguments}}) pairs, got {item!r}")
-        name, arguments = item
-        spec = get_method(name)
-        if spec.needs_conv and not has_conv:
-            raise ValueError(f"methods: {name!r} needs conv_layer= (a [batch, h, w, c] tensor)")
-        if not spec.available():
-            raise ValueError(f"methods: {name!r} needs the Python module(s) "
-                             f"{', '.join(spec.requires)}; install them or leave it out")
-        if "seed" in arguments:
-            raise ValueError(f"methods[{name!r}]: the hook seeds each sample (seed + k); pass "
-                             "seed= to the hook instead")
-        out[name] = (spec, {**spec.kwargs, **arguments})
-    return out
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -275,7 +238,10 @@ class SaliencyHook(tf_module().compat.v1.train.SessionRunHook):
             raise TypeError(f"seed: expected an int, got {seed!r}")
         if class_from not in ("predicted", "label"):
             raise ValueError(f"class_from: expected 'predicted' or 'label', got {class_from!r}")
-        self._specs = check_methods(methods, has_conv=conv_layer is not None)
+        self._specs = select_methods(
+            methods, has_conv=conv_layer is not None,
+            reserved={"seed": "the hook seeds each sample (seed + k); pass seed= to the hook "
+                              "instead"})
         self.mask_names = list(self._specs)
         self._x_arg, self._logits_arg, self._conv_arg = x, logits, conv_layer
         self._num_samples = num_samples
