@@ -168,8 +168,12 @@ def save_demo_figure(
     names = list(rows[0])
     bands = [names[i:i + per_band] for i in range(0, len(names), per_band)]
     n_rows, n_cols = len(rows), max(len(b) for b in bands) + 1
-    fig = plt.figure(figsize=(1.75 * n_cols, (1.75 * n_rows + 0.55) * len(bands) + 0.4))
-    subfigs = np.atleast_1d(fig.subfigures(len(bands), 1))
+    band_height, title_height = 1.75 * n_rows + 0.55, 0.45
+    fig = plt.figure(figsize=(1.75 * n_cols, band_height * len(bands) + title_height))
+    # A strip of its own for the title, so it never runs over the first band's titles.
+    parts = np.atleast_1d(fig.subfigures(len(bands) + 1, 1, height_ratios=[title_height] + [
+        band_height] * len(bands)))
+    title_strip, subfigs = parts[0], parts[1:]
     for subfig, band in zip(subfigs, bands):
         axes = subfig.subplots(n_rows, n_cols, squeeze=False)
         for r, (image, masks) in enumerate(zip(images, rows)):
@@ -189,7 +193,7 @@ def save_demo_figure(
         subfig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88,
                                wspace=0.06, hspace=0.3)
     if title:
-        fig.suptitle(title, fontsize=11)
+        title_strip.suptitle(title, fontsize=11, y=0.5, va="center")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
