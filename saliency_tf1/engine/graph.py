@@ -8,6 +8,7 @@ per graph and key, so that making a method again does not grow the graph.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -94,6 +95,31 @@ def depends_on(target: Any, source: Any) -> bool:
             stack.append(inp.op)
         stack.extend(op.control_inputs)
     return False
+
+
+def ancestor_ops(fetches: Iterable[Any], fed: Iterable[Any] = ()) -> list[Any]:
+    """Every op that computing ``fetches`` (tensors or ops) reaches, ``fetches``' own included.
+
+    Follows data and control edges, except through the tensors of ``fed``
+    (whose producers ``session.run`` prunes when they are fed). A graph walk:
+    adds no ops; the order is breadth-first from ``fetches``.
+    """
+    fed_names = {t.name for t in fed}
+    ops: dict[str, Any] = {}
+    queue = deque()
+    for fetch in fetches:
+        op = getattr(fetch, "op", fetch)
+        if op.name not in ops:
+            ops[op.name] = op
+            queue.append(op)
+    while queue:
+        op = queue.popleft()
+        producers = [t.op for t in op.inputs if t.name not in fed_names]
+        for producer in producers + list(op.control_inputs):
+            if producer.name not in ops:
+                ops[producer.name] = producer
+                queue.append(producer)
+    return list(ops.values())
 
 
 def required_placeholders(fetches: Iterable[Any], fed: Iterable[Any]) -> list[Any]:

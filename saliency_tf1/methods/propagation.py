@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.backend import OUTPUT_LAYER_VALUES, TF1Backend
-from ..engine.graph import cached_ops, tf_module
+from ..engine.graph import ancestor_ops, cached_ops, tf_module
 
 #: ReLU-like op types (gated by guided backprop and deconvnet).
 RELU_LIKE = ("Relu", "Relu6", "LeakyRelu", "Elu", "Selu")
@@ -115,15 +115,7 @@ def path_ops(y: Any, x: Any) -> list[Any]:
     These are the ancestors of ``y`` (through data and control edges) that
     depend on the value of ``x``; ``x``'s own op is not one of them.
     """
-    ancestors: dict[str, Any] = {}
-    stack = [y.op]
-    while stack:
-        op = stack.pop()
-        if op.name in ancestors:
-            continue
-        ancestors[op.name] = op
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
+    ancestors = {op.name: op for op in ancestor_ops([y])}
     consumers: dict[str, list[Any]] = {}
     seeds = []
     for op in ancestors.values():

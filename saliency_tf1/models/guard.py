@@ -51,6 +51,8 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from ..engine.graph import ancestor_ops
+
 
 def _group(reason: str, names: str) -> dict[str, str]:
     return dict.fromkeys(names.split(), reason)
@@ -1085,22 +1087,7 @@ def run_closure(fetches: Iterable[Any], feeds: Iterable[Any] = ()) -> list[Any]:
     Follows every control input and every input except fed tensors (whose
     producers TensorFlow prunes).
     """
-    fed = {t.name for t in feeds}
-    ops = {}
-    queue = deque()
-    for fetch in fetches:
-        op = getattr(fetch, "op", fetch)
-        if op.name not in ops:
-            ops[op.name] = op
-            queue.append(op)
-    while queue:
-        op = queue.popleft()
-        producers = [t.op for t in op.inputs if t.name not in fed] + list(op.control_inputs)
-        for producer in producers:
-            if producer.name not in ops:
-                ops[producer.name] = producer
-                queue.append(producer)
-    return list(ops.values())
+    return ancestor_ops(fetches, feeds)
 
 
 def find_unsafe_run(graph: Any, fetches: Iterable[Any], feeds: Iterable[Any] = (), *,

@@ -69,7 +69,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.graph import SCOPE
+from ..engine.graph import SCOPE, ancestor_ops
 from . import cf_gradients, control_flow, names
 from .diagnose import (
     control_flow_on_path,
@@ -405,16 +405,7 @@ def _saver_hidden(graph: Any, saver_def: Any) -> frozenset:
         for ref in (saver_def.restore_op_name, saver_def.save_tensor_name):
             with contextlib.suppress(KeyError, ValueError):
                 roots.append(graph.get_operation_by_name(node_name(ref)))
-    hidden, seen, queue = set(), set(), deque(roots)
-    while queue:
-        op = queue.popleft()
-        if op.name in seen:
-            continue
-        seen.add(op.name)
-        if op.type in PLACEHOLDER_OPS:
-            hidden.add(op.name)
-        queue.extend(t.op for t in op.inputs)
-        queue.extend(op.control_inputs)
+    hidden = {op.name for op in ancestor_ops(roots) if op.type in PLACEHOLDER_OPS}
     return frozenset(hidden | loaders)
 
 
@@ -533,18 +524,7 @@ def _user_stacklevel() -> int:
 
 
 def _variables_needed(graph: Any, outputs: list[Any]) -> set[str]:
-    found, seen = set(), set()
-    stack = [t.op for t in outputs]
-    while stack:
-        op = stack.pop()
-        if op.name in seen:
-            continue
-        seen.add(op.name)
-        if op.type in VARIABLE_OPS:
-            found.add(op.name)
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-    return found
+    return {op.name for op in ancestor_ops(outputs) if op.type in VARIABLE_OPS}
 
 
 def _finish(graph: Any, session: Any, inputs: dict, outputs: dict, source: str, kind: str, *,
