@@ -146,8 +146,14 @@ def test_path_points_are_pairs_and_built_per_chunk(analytic, counting):
     spy = counting(analytic.session)
     method = make(analytic, spy)
     x, b = np.array([1.0, 2.0, 3.0], np.float32), np.array([0.5, -1.0, 0.0], np.float32)
+    fed = []  # copied when fed: the path rows are two buffers, refilled chunk after chunk
+
+    def record(fetches, feed_dict=None, **kwargs):
+        fed.append(np.array(feed_dict[analytic.x]))
+        return analytic.session.run(fetches, feed_dict=feed_dict, **kwargs)
+
+    spy.run.side_effect = record
     method.GetMask(x, x_baseline=b, x_steps=9, batch_size=4)
-    fed = [call.kwargs["feed_dict"][analytic.x] for call in spy.run.call_args_list]
     assert [len(rows) for rows in fed] == [4, 4, 1]
     expected = b + np.linspace(0, 1, 9)[:, None] * (x - b)
     np.testing.assert_allclose(np.concatenate(fed), expected, rtol=1e-6)

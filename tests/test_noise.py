@@ -344,3 +344,151 @@ def test_key_none_is_pairs_global_stream():
     expected = x + np.random.normal(0.0, 0.5, (5, 3, 4))
     np.testing.assert_array_equal(got, expected)
     assert got.dtype == np.float64
+
+
+# --- buffers (out=) and filling threads -----------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("shape", [(16, 16, 3), (1,)])
+def test_out_is_filled_in_place_with_the_same_bits(dtype, shape):
+    x = (image(shape) * 200).astype(dtype)
+    expected = noisy_copies(x, 0.4, 3, 6, KEY)
+    out = np.full((6, *shape), np.nan, noise_dtype(dtype))
+    got = noisy_copies(x, 0.4, 3, 6, KEY, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, expected)
+    # A part of a bigger buffer (a leading run of rows) is C-contiguous too.
+    big = np.zeros((9, *shape), noise_dtype(dtype))
+    noisy_copies(x, 0.4, 3, 6, KEY, out=big[:6])
+    np.testing.assert_array_equal(big[:6], expected)
+    assert not big[6:].any()
+
+
+def test_standard_normal_out_is_filled_in_place():
+    expected = standard_normal(KEY, 5, 4, 301)
+    out = np.empty((4, 301), np.float32)
+    assert standard_normal(KEY, 5, 4, 301, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_out_with_key_none_is_pairs_float64_stream():
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    np.random.seed(5)
+    expected = x + np.random.normal(0.0, 0.5, (4, 3, 4))
+    np.random.seed(5)
+    out = np.empty((4, 3, 4), np.float64)
+    assert noisy_copies(x, 0.5, 0, 4, None, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    assert noise.copies_dtype(np.float32, None) == np.float64
+    assert noise.copies_dtype(np.uint8, KEY) == np.float32
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("threads", [1, 2, 3, 7, 40])
+def test_thread_count_does_not_change_values(dtype, threads):
+    x = image((8, 9, 3), dtype)
+    expected = noisy_copies(x, 0.3, 11, 7, KEY, threads=1)
+    np.testing.assert_array_equal(noisy_copies(x, 0.3, 11, 7, KEY, threads=threads), expected)
+    out = np.empty_like(expected)
+    noisy_copies(x, 0.3, 11, 7, KEY, out=out, threads=threads)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(standard_normal(KEY, 11, 7, 50, dtype, threads=threads),
+                                  standard_normal(KEY, 11, 7, 50, dtype, threads=1))
+
+
+def test_threads_fill_runs_of_rows_from_their_own_first_sample(monkeypatch):
+    calls = []
+    real = noise._fill_rows
+
+    def spy(out2d, key, first, stdev, x_flat):
+        calls.append((threading.current_thread(), first, out2d.shape[0]))
+        real(out2d, key, first, stdev, x_flat)
+
+    monkeypatch.setattr(noise, "_fill_rows", spy)
+    noisy_copies(image((5, 7, 3)), 0.2, 10, 8, KEY, threads=3)
+    assert sorted((first, n) for _, first, n in calls) == [(10, 2), (12, 3), (15, 3)]
+    assert len({id(thread) for thread, _, _ in calls}) == 3  # (idents may be reused)
+    assert [thread for thread, first, _ in calls if first == 10] == [threading.current_thread()]
+
+
+def test_fill_threads_half_the_cpus_with_a_floor_of_work_per_thread(monkeypatch):
+    monkeypatch.setattr(noise.os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    per = noise.MIN_VALUES_PER_THREAD
+    assert noise.fill_threads(25, 16 * 16 * 3) == 1          # small: the calling thread
+    assert noise.fill_threads(25, 224 * 224 * 3) == noise.MAX_THREADS
+    assert noise.fill_threads(3, 10 * per) == 3              # never more threads than rows
+    assert noise.fill_threads(1, 100 * per) == 1             # one sample is not split
+    assert noise.fill_threads(4, per // 2) == 2
+    monkeypatch.setattr(noise.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    assert noise.fill_threads(25, 224 * 224 * 3) == 3        # the model keeps the other half
+    monkeypatch.setattr(noise.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert noise.fill_threads(25, 224 * 224 * 3) == 1
+
+
+def test_auto_threads_on_a_big_request_give_the_same_bits():
+    x = image((64, 64, 3))  # 25 x 12288 values: more than one thread where CPUs allow
+    out = np.empty((25, 64, 64, 3), np.float32)
+    noisy_copies(x, 0.15, 0, 25, KEY, out=out)
+    np.testing.assert_array_equal(out, noisy_copies(x, 0.15, 0, 25, KEY, threads=1))
+
+
+def test_a_thread_error_is_raised_in_the_caller():
+    def fill(a, b):
+        if a > 0:
+            raise RuntimeError(f"run {a}")
+
+    with pytest.raises(RuntimeError, match="run"):
+        noise.split_rows(fill, 6, 3)
+    seen = []
+    noise.split_rows(lambda a, b: seen.append((a, b)), 2, 5)  # threads capped by rows
+    assert sorted(seen) == [(0, 1), (1, 2)]
+
+
+@pytest.mark.parametrize(("out", "error", "match"), [
+    ([[0.0] * 3] * 2, TypeError, "expected a numpy array"),
+    (np.empty((3, 5, 7, 3), np.float32), ValueError, r"expected shape \(2, 5, 7, 3\)"),
+    (np.empty((2, 5, 7, 3), np.float64), ValueError, "dtype float32, got .* float64"),
+    (np.empty((2, 5, 7, 6), np.float32)[..., ::2], ValueError, "not C-contiguous"),
+    (np.broadcast_to(np.float32(0), (2, 5, 7, 3)), ValueError, "not C-contiguous|read-only"),
+])
+def test_bad_out(out, error, match):
+    x = image((5, 7, 3))
+    before = np.array(out, copy=True)
+    with pytest.raises(error, match=rf"^out: .*{match}"):
+        noisy_copies(x, 0.1, 0, 2, KEY, out=out)
+    np.testing.assert_array_equal(np.asarray(out), before)
+
+
+def test_read_only_or_overlapping_out():
+    x = image((5, 7, 3))
+    frozen = np.zeros((2, 5, 7, 3), np.float32)
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="^out: .*read-only"):
+        noisy_copies(x, 0.1, 0, 2, KEY, out=frozen)
+    buffer = np.zeros((2, 5, 7, 3), np.float32)
+    with pytest.raises(ValueError, match="^out: .*overlaps"):
+        noisy_copies(buffer[1], 0.1, 0, 2, KEY, out=buffer)
+    assert not buffer.any()
+
+
+def test_bad_out_with_key_none_draws_nothing():
+    x = image((5, 7, 3))
+    np.random.seed(9)
+    state = np.random.get_state()[1].copy()
+    with pytest.raises(ValueError, match=r"^out: .*dtype float64, got .* float32"):
+        noisy_copies(x, 0.1, 0, 2, None, out=np.empty((2, 5, 7, 3), np.float32))
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+
+
+@pytest.mark.parametrize(("threads", "error"), [(0, ValueError), (1.5, TypeError),
+                                                (True, TypeError), ("2", TypeError)])
+def test_bad_threads(threads, error):
+    with pytest.raises(error, match="^threads:"):
+        noisy_copies(image((5, 7, 3)), 0.1, 0, 2, KEY, threads=threads)
+    with pytest.raises(error, match="^threads:"):
+        standard_normal(KEY, 0, 2, 5, threads=threads)
+
+
+def test_standard_normal_bad_out():
+    with pytest.raises(ValueError, match=r"^out: expected shape \(2, 5\) and dtype float64"):
+        standard_normal(KEY, 0, 2, 5, np.float64, out=np.empty((2, 5), np.float32))

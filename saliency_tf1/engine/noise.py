@@ -34,19 +34,41 @@ bit-identical on the same machine and NumPy build, and do not depend on the
 model's backend or device, because the noise never enters a graph. On a CPU
 with other SIMD features they may differ in the last float32 bit.
 
-Thread safety: no shared state. Each call builds its own bit generator, so
-calls from several threads may run at the same time and give the same numbers
-as sequential calls.
+Buffers and threads: ``noisy_copies(..., out=buffer)`` writes into a
+preallocated buffer (no allocation of the result, no float64 temporary on the
+float32 path). A big request is split into runs of rows filled by several
+threads (:func:`fill_threads` picks how many: half the CPUs, at least
+:data:`MIN_VALUES_PER_THREAD` values each). Each thread builds its own bit
+generator and advances it to its first sample, so the values are the same bits
+whatever the thread count: the rows of a thread are a chunk, and chunks are
+exact. NumPy's ufuncs and ``random_raw`` release the GIL, so the threads run
+in parallel.
+
+Thread safety: no shared state. Each call (and each of its threads) builds its
+own bit generator, so calls from several threads may run at the same time and
+give the same numbers as sequential calls.
 """
 
 from __future__ import annotations
 
 import numbers
+import os
+import threading
 from typing import Any
 
 import numpy as np
 
-__all__ = ["KEY_BITS", "noise_dtype", "noise_key", "noisy_copies", "standard_normal"]
+__all__ = [
+    "KEY_BITS",
+    "MIN_VALUES_PER_THREAD",
+    "copies_dtype",
+    "fill_threads",
+    "noise_dtype",
+    "noise_key",
+    "noisy_copies",
+    "split_rows",
+    "standard_normal",
+]
 
 #: Keys are integers in ``[0, 2**KEY_BITS)``.
 KEY_BITS = 63
@@ -58,6 +80,12 @@ _TWO_PI_F32 = np.float32(2.0 * np.pi)
 _U32_SCALE = np.float32(2.0**-32)
 _U32_HALF_STEP = np.float32(2.0**-33)
 _ONE_F32_BITS = np.uint32(0x3F800000)  # 1.0f: OR-ed under 23 mantissa bits gives [1, 2)
+
+#: Least noise values per filling thread: about 0.5 ms of single-thread work
+#: (float32), well above the ~0.1 ms a thread costs to start and join.
+MIN_VALUES_PER_THREAD = 1 << 17
+#: Most threads one call uses.
+MAX_THREADS = 8
 
 
 def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
@@ -191,21 +219,110 @@ def _fill_f64(out: np.ndarray, key: int, first: int, stdev: float,
         out += x
 
 
-def _fill(out2d: np.ndarray, key: int, first: int, stdev: float,
-          x_flat: np.ndarray | None) -> None:
+def _fill_rows(out2d: np.ndarray, key: int, first: int, stdev: float,
+               x_flat: np.ndarray | None) -> None:
     if out2d.dtype == np.float32:
         _fill_f32(out2d, key, first, stdev, x_flat)
     else:
         _fill_f64(out2d, key, first, stdev, x_flat)
 
 
-def noisy_copies(x: Any, stdev: float, first: int, count: int, key: int | None) -> np.ndarray:
+def fill_threads(count: int, size: int) -> int:
+    """Threads :func:`noisy_copies` uses for ``count`` samples of ``size`` values.
+
+    ``min(cpus // 2, MAX_THREADS, count, count * size // MIN_VALUES_PER_THREAD)``,
+    at least 1: half the CPUs (SmoothGrad draws the next chunk while the model
+    runs on the others), small requests stay in the calling thread, and one
+    sample is never split.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus // 2, MAX_THREADS, count, (count * size) // MIN_VALUES_PER_THREAD))
+
+
+def split_rows(fill: Any, count: int, threads: int) -> None:
+    """Calls ``fill(a, b)`` for ``threads`` runs ``[a, b)`` splitting ``range(count)``.
+
+    The calling thread takes the first run, new threads the others (a thread
+    costs about 0.1 ms to start and join: no pool, so nothing is shared and
+    nothing outlives the call). Re-raises the first error.
+    """
+    threads = max(1, min(threads, count))
+    bounds = [count * t // threads for t in range(threads + 1)]
+    if threads == 1:
+        fill(0, count)
+        return
+    errors: list[BaseException] = []
+
+    def run(a: int, b: int) -> None:
+        try:
+            fill(a, b)
+        except BaseException as err:  # pragma: no cover - re-raised below
+            errors.append(err)
+
+    workers = [threading.Thread(target=run, args=(a, b), daemon=True)
+               for a, b in zip(bounds[1:-1], bounds[2:])]
+    for worker in workers:
+        worker.start()
+    run(bounds[0], bounds[1])
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+
+
+def _fill(out2d: np.ndarray, key: int, first: int, stdev: float,
+          x_flat: np.ndarray | None, threads: int) -> None:
+    """Rows ``first ..`` of the key's sequence into ``out2d`` on ``threads`` threads.
+
+    Each thread fills a run of rows with its own bit generator advanced to
+    the run's first sample, so the values do not depend on ``threads``.
+    """
+    split_rows(lambda a, b: _fill_rows(out2d[a:b], key, first + a, stdev, x_flat),
+               out2d.shape[0], threads)
+
+
+def copies_dtype(input_dtype: Any, key: int | None) -> np.dtype:
+    """The dtype :func:`noisy_copies` returns (and wants in ``out``) for ``key``.
+
+    :func:`noise_dtype` for a key; float64 for ``key=None`` (PAIR's
+    ``x + np.random.normal(...)``).
+    """
+    dtype = noise_dtype(input_dtype)
+    return np.dtype(np.float64) if key is None else dtype
+
+
+def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, x: np.ndarray) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy array of shape {shape} and dtype {dtype}, "
+                        f"got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"out: expected shape {shape} and dtype {dtype}, got shape "
+                         f"{out.shape} and dtype {out.dtype}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out: expected a C-contiguous, writeable array, got one that is "
+                         + ("not C-contiguous" if not out.flags.c_contiguous else "read-only"))
+    if np.may_share_memory(out, x):
+        raise ValueError("out: expected a buffer apart from x, got one that overlaps it")
+    return out
+
+
+def _check_threads(threads: Any) -> int | None:
+    return None if threads is None else _check_int("threads", threads, 1)
+
+
+def noisy_copies(x: Any, stdev: float, first: int, count: int, key: int | None, *,
+                 out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
     """Samples ``first .. first+count-1`` of ``x + stdev * z_k``, shape ``[count, *x.shape]``.
 
     ``key=None`` is PAIR's stream instead: ``x + np.random.normal(0, stdev,
     shape)`` from NumPy's global random state, float64, in the order PAIR
     draws it (so ``np.random.seed(s)`` reproduces PAIR's SmoothGrad); then the
     samples depend on the calls made before, and ``first`` only names them.
+    That path draws in the calling thread (its order is PAIR's) and allocates
+    the draw even with ``out``.
 
     Args:
       x: one input (any shape, non-empty, real numeric). It is not checked for
@@ -215,18 +332,24 @@ def noisy_copies(x: Any, stdev: float, first: int, count: int, key: int | None) 
       count: number of samples, ``>= 1``.
       key: from :func:`noise_key`, an int in ``[0, 2**63)``, or ``None``
         (NumPy's global state, as PAIR).
+      out: optional buffer to fill and return: a C-contiguous, writeable
+        array of shape ``[count, *x.shape]`` and dtype
+        ``copies_dtype(x.dtype, key)`` (``noise_dtype(x.dtype)`` for a key),
+        not overlapping ``x``. Its values are the same bits as without it.
+      threads: fill with this many threads (``None``: :func:`fill_threads`
+        decides). The values do not depend on it.
 
     Returns:
-      A new C-contiguous array of dtype ``noise_dtype(x.dtype)`` (float32 for
-      float16/float32/uint8 inputs, float64 for float64). Row ``i`` depends
-      only on ``(key, first + i, x.size, dtype)``, plus ``x`` and ``stdev``
-      that it adds and scales. So
+      ``out``, or a new C-contiguous array of dtype ``copies_dtype(x.dtype,
+      key)`` (float32 for float16/float32/uint8 inputs, float64 for float64).
+      Row ``i`` depends only on ``(key, first + i, x.size, dtype)``, plus ``x``
+      and ``stdev`` that it adds and scales. So
       ``noisy_copies(x, s, 0, 25, k)`` equals the concatenation of
       ``noisy_copies(x, s, 0, 7, k)``, ``(..., 7, 7, k)`` and ``(..., 14, 11, k)``.
 
     Raises:
       TypeError / ValueError naming the argument (``x``, ``stdev``, ``first``,
-      ``count``, ``key``).
+      ``count``, ``key``, ``out``, ``threads``).
     """
     try:
         arr = np.asarray(x)
@@ -238,29 +361,49 @@ def noisy_copies(x: Any, stdev: float, first: int, count: int, key: int | None) 
     stdev = _check_stdev(stdev)
     first = _check_int("first", first, 0)
     count = _check_int("count", count, 1)
+    if key is not None:
+        key = _check_key(key)
+    threads = _check_threads(threads)
+    shape = (count, *arr.shape)
+    if out is not None:
+        out = _check_out(out, shape, copies_dtype(arr.dtype, key), arr)
     if key is None:
-        return arr + np.random.normal(0.0, stdev, (count, *arr.shape))
-    key = _check_key(key)
-    out = np.empty((count, *arr.shape), dtype)
+        noise = np.random.normal(0.0, stdev, shape)
+        if out is None:
+            return arr + noise
+        return np.add(arr, noise, out=out)
+    if out is None:
+        out = np.empty(shape, dtype)
     x_flat = np.ascontiguousarray(arr, dtype).reshape(-1)
-    _fill(out.reshape(count, arr.size), key, first, stdev, x_flat)
+    if threads is None:
+        threads = fill_threads(count, arr.size)
+    _fill(out.reshape(count, arr.size), key, first, stdev, x_flat, threads)
     return out
 
 
 def standard_normal(key: int, first: int, count: int, size: int,
-                    dtype: Any = np.float32) -> np.ndarray:
+                    dtype: Any = np.float32, *, out: np.ndarray | None = None,
+                    threads: int | None = None) -> np.ndarray:
     """The noise alone, ``z_first .. z_{first+count-1}``, shape ``[count, size]``.
 
     Rows are the ``z_k`` of :func:`noisy_copies` for inputs of ``size``
     elements and this ``dtype`` (float32 or float64). ``noisy_copies``
     computes ``x + stdev * z_k`` in a different order, so it matches
     ``x + stdev * standard_normal(...)`` to float rounding, not bit for bit.
+    ``out`` (optional): a C-contiguous, writeable ``[count, size]`` array of
+    ``dtype`` to fill and return. ``threads`` as in :func:`noisy_copies`.
     """
     key = _check_key(key)
     first = _check_int("first", first, 0)
     count = _check_int("count", count, 1)
     size = _check_int("size", size, 1)
     dt = _check_dtype(dtype)
-    out = np.empty((count, size), dt)
-    _fill(out, key, first, 1.0, None)
+    threads = _check_threads(threads)
+    if out is None:
+        out = np.empty((count, size), dt)
+    else:
+        out = _check_out(out, (count, size), dt, np.empty(0))
+    if threads is None:
+        threads = fill_threads(count, size)
+    _fill(out, key, first, 1.0, None, threads)
     return out

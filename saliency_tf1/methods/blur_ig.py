@@ -10,7 +10,7 @@ from ..engine.backend import Backend, TF1Backend
 from ..engine.blur import blur_matrices, gaussian_blur
 from ..engine.checks import check_finite_number, check_no_extra, check_positive_int
 from ..engine.graph import cached_ops, tf_module
-from ..engine.paths import integrate_paths
+from ..engine.paths import integrate_paths, runs
 from ..engine.session import FixedRun
 from .base import TF1Saliency
 
@@ -213,25 +213,23 @@ class BlurIG(TF1Saliency):
             graph_blur = None
         expand = (slice(None), None, None, None)
 
-        def make_rows(i, k):
-            points, weights = [], []
-            for start, stop in _runs(i):
+        def fill_rows(i, k, out):
+            weights = []
+            for start, stop in runs(i):
                 levels = sigmas[k[start:stop]]
                 if graph_blur is not None:
                     here, change = graph_blur(inputs[i[start]], levels, grad_step)
                 else:
                     here, change = blur_path(inputs[i[start]], levels, grad_step, work)
-                points.append(here)
-                weights.append(change * (-widths[k[start:stop]] / grad_step).astype(work)[expand])
-            return np.concatenate(points), np.concatenate(weights)
+                out[start:stop] = here
+                # The weight is the blur's own fresh array, scaled in place where it may be.
+                factor = (-widths[k[start:stop]] / grad_step).astype(work)[expand]
+                own = change.flags.writeable and change.dtype == work
+                weights.append(np.multiply(change, factor, out=change if own else None))
+            return weights[0] if len(weights) == 1 else np.concatenate(weights)
 
-        sums, _ = integrate_paths(self.backend, len(inputs), len(sigmas), make_rows, feed, sources,
-                                  batch_size, progress=progress, desc="BlurIG")
+        sums, _ = integrate_paths(self.backend, len(inputs), len(sigmas), fill_rows, feed, sources,
+                                  batch_size, row_shape=inputs.shape[1:], dtype=work,
+                                  progress=progress, desc="BlurIG")
         return sums.astype(np.result_type(inputs.dtype, np.float32), copy=False)
 
-
-def _runs(index: np.ndarray):
-    """``(start, stop)`` of each run of equal values in ``index``."""
-    edges = np.flatnonzero(np.diff(index)) + 1
-    bounds = np.concatenate([[0], edges, [len(index)]])
-    return zip(bounds[:-1], bounds[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from ..engine.checks import (
     describe,
 )
 from ..engine.noise import KEY_BITS, standard_normal
-from ..engine.paths import integrate_paths
+from ..engine.paths import integrate_paths, runs
 from .base import TF1Saliency
 
 #: Named reference sets that need no data (see :meth:`ExpectedGradients.GetMask`).
@@ -77,21 +78,6 @@ def uniform_arrays(key: int, k: np.ndarray, shape: tuple[int, ...],
             cache[kk] = np.random.default_rng([key, kk]).random(shape, dtype=dtype)
         out[r] = cache[kk]
     return out
-
-
-def normal_arrays(key: int, k: np.ndarray, shape: tuple[int, ...],
-                  dtype: np.dtype) -> np.ndarray:
-    """``[len(k), *shape]`` standard normals: sample ``k`` is ``engine.noise``'s ``z_k``.
-
-    It depends only on ``(key, k)``, not on the chunk; each run of consecutive
-    samples is one jump into the key's stream.
-    """
-    size = int(np.prod(shape, dtype=np.int64))
-    out = np.empty((len(k), size), dtype=dtype)
-    breaks = np.flatnonzero(np.diff(k) != 1) + 1
-    for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(k)]):
-        out[a:b] = standard_normal(key, int(k[a]), int(b - a), size, dtype)
-    return out.reshape(len(k), *shape)
 
 
 def draw_references(references: Any, shape: tuple[int, ...], nsamples: int,
@@ -295,15 +281,37 @@ class ExpectedGradients(TF1Saliency):
         shape = inputs.shape[1:]
         expand = (slice(None),) + (None,) * len(shape)
 
-        def make_rows(i, k):
-            points = inputs[i]
-            if noise_key is not None:
-                points = points + work.type(stdev) * normal_arrays(noise_key, k, shape, work)
-            refs = draws.rows(k, points, work)
-            diffs = points - refs
-            rows = refs + alphas[k].astype(work)[expand] * diffs
-            return rows, diffs / work.type(n_samples)
+        size = int(np.prod(shape, dtype=np.int64))
+        scale = work.type(stdev)
+        nodes = alphas.astype(work)
+        # The weights (x - r) / n of two chunks live at once (see integrate_paths):
+        # two buffers, used alternately.
+        rows_per_chunk = min(batch_size, len(inputs) * n_samples)
+        weight_buffers = itertools.cycle(
+            [np.empty((rows_per_chunk, *shape), work) for _ in range(2)])
 
-        sums, _ = integrate_paths(self.backend, len(inputs), n_samples, make_rows, feed, sources,
-                                  batch_size, progress=progress, desc="ExpectedGradients")
+        def fill_rows(i, k, out):
+            diffs = next(weight_buffers)[: len(i)]
+            chunk_runs = runs(i)  # one input, consecutive samples: k[a:b] is a range
+            if noise_key is None:
+                for a, b in chunk_runs:
+                    out[a:b] = inputs[i[a]]
+            else:  # x + stdev * z_k
+                flat = out.reshape(len(i), size)
+                for a, b in chunk_runs:
+                    standard_normal(noise_key, int(k[a]), int(b - a), size, work, out=flat[a:b])
+                out *= scale
+                for a, b in chunk_runs:
+                    out[a:b] += inputs[i[a]]
+            refs = draws.rows(k, out, work)
+            np.subtract(out, refs, out=diffs)
+            np.multiply(diffs, nodes[k][expand], out=out)
+            out += refs
+            diffs /= work.type(n_samples)
+            return diffs
+
+        sums, _ = integrate_paths(self.backend, len(inputs), n_samples, fill_rows, feed, sources,
+                                  batch_size, row_shape=shape, dtype=work, progress=progress,
+                                  desc="ExpectedGradients")
         return sums.astype(work, copy=False)
+

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..engine.backend import Backend
 from ..engine.checks import check_baselines, check_no_extra
-from ..engine.paths import integrate_paths, quadrature
+from ..engine.paths import integrate_paths, quadrature, straight_rows
 from .base import TF1Saliency
 
 
@@ -30,7 +30,10 @@ def integrated_gradients(
     ``baselines`` is ``[1 or N, ...]``; ``alphas``/``weights`` the quadrature
     nodes and weights of the path integral. With ``with_error`` also returns
     the completeness errors ``sum(mask) - (f(x) - f(baseline))``, ``[N]``
-    (else ``None``).
+    (else ``None``). The path rows are computed in the inputs' float precision
+    (float32 for float32 inputs; :func:`~saliency_tf1.engine.paths.straight_rows`)
+    into two reused buffers, so they can differ from PAIR's float64 rows (rounded
+    when fed) by a unit in the last float32 place.
     """
     work = np.result_type(inputs.dtype, baselines.dtype, np.float32)
     inputs = inputs.astype(work, copy=False)
@@ -46,16 +49,17 @@ def integrated_gradients(
                 alphas, weights = np.append(alphas, end), np.append(weights, 0.0)
                 hit = [len(alphas) - 1]
             ends.append(hit[0])
-    shared = len(baselines) == 1
-    expand = (slice(None),) + (None,) * (inputs.ndim - 1)
+    # The rows' arithmetic is in the work dtype: nodes cast once, no float64 temporaries.
+    nodes = np.asarray(alphas).astype(work)
 
-    def make_rows(i, k):
-        base = baselines[0] if shared else baselines[i]
-        return base + alphas[k][expand] * diffs[i], weights[k]
+    def fill_rows(i, k, out):
+        straight_rows(out, i, k, baselines, diffs, nodes)
+        return weights[k]
 
     sums, outputs = integrate_paths(
-        backend, len(inputs), len(alphas), make_rows, feed, sources, batch_size,
-        fetch_outputs=with_error, progress=progress, desc="IntegratedGradients")
+        backend, len(inputs), len(alphas), fill_rows, feed, sources, batch_size,
+        row_shape=inputs.shape[1:], dtype=work, fetch_outputs=with_error, progress=progress,
+        desc="IntegratedGradients")
     masks = (sums * diffs).astype(np.result_type(work, np.float32), copy=False)
     if not with_error:
         return masks, None
@@ -89,7 +93,6 @@ class IntegratedGradients(TF1Saliency):
     """
 
     multi_input = True
-
     #: Path points per ``session.run`` by default (``batch_size=None``).
     default_batch_size = 32
 
