@@ -48,19 +48,40 @@ def test_smoothgrad_zero_noise_single_sample_is_the_gradient(analytic):
     np.testing.assert_allclose(plain, grad, rtol=1e-6, atol=1e-7)
 
 
-def test_smoothgrad_matches_its_definition(analytic):
-    """mean over samples of grad(x + e_k) (or its square) with e_k drawn from the same seed."""
+def graph_noise(seed, count, size):
+    """Samples 0..count-1 of the in-graph stream, by TF's stateless Philox op in a graph of
+    its own: sample k is the normals at counter k * ceil(size / 4) of the seed's key."""
+    blocks = -(-size // 4)
+    graph = tf.Graph()
+    with graph.as_default():
+        z = tf.raw_ops.StatelessRandomNormalV2(
+            shape=[count, 4 * blocks], key=tf.constant([noise_key(seed)], tf.uint64),
+            counter=tf.constant([0, 0], tf.uint64), alg=1, dtype=tf.float32)
+    with v1.Session(graph=graph) as session:
+        return session.run(z)[:, :size].astype(np.float64)
+
+
+@pytest.mark.parametrize("in_graph", [True, False])
+def test_smoothgrad_matches_its_definition(analytic, in_graph):
+    """mean over samples of grad(x + e_k) (or its square) with e_k drawn from the same seed:
+    TF's stateless Philox stream in the graph, saliency_tf1.engine.noise's on the host."""
     method = GradientSaliency(analytic.graph, analytic.session, analytic.y, analytic.x)
+    method.in_graph = in_graph
+    assert method.in_graph_unavailable == {}
     point = np.array([0.5, -1.0, 2.0], np.float32)
     stdev = np.float32(0.2 * (point.max() - point.min()))
-    noise = standard_normal(noise_key(7), 0, 40, 3) * stdev  # sample k: noise k of the seed
-    grads = analytic_gradient(point + noise)
+    unit = graph_noise(7, 40, 3) if in_graph else standard_normal(noise_key(7), 0, 40, 3)
+    grads = analytic_gradient(point + unit * stdev)  # sample k: noise k of the seed
     np.testing.assert_allclose(
         method.GetSmoothedMask(point, stdev_spread=0.2, nsamples=40, seed=7, batch_size=16),
         np.mean(grads**2, axis=0), rtol=1e-5)
     np.testing.assert_allclose(
         method.GetSmoothedMask(point, stdev_spread=0.2, nsamples=40, magnitude=False, seed=7),
         np.mean(grads, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        method.GetSmoothedMask(point, stdev_spread=0.2, nsamples=40, statistic="variance",
+                               seed=7, batch_size=3),
+        np.var(grads, axis=0), rtol=1e-4, atol=1e-6)
 
 
 def test_smoothgrad_seed_reproducible_and_batch_size_invariant(relu_cnn, rng):

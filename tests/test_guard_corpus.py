@@ -270,10 +270,11 @@ LEGACY = textwrap.dedent(_COMMON) + textwrap.dedent('''
             x, logits = loaded.inputs["image"], loaded.outputs["logits"]
             with loaded.graph.as_default():
                 first = logits[:, 0]
-            mask = GradientSaliency(loaded.graph, loaded.session, first, x).GetMaskBatch(probe)
-            graph_def = loaded.graph.as_graph_def()
             # The loader checks an .h5 model's rebuilt graph (no saver: tf-keras set the
-            # weights), and a directory's SavedModel before loading it (checked in the test).
+            # weights), and a directory's SavedModel before loading it (checked in the test);
+            # the methods' own ops (added below) are not the model's.
+            graph_def = loaded.graph.as_graph_def()
+            mask = GradientSaliency(loaded.graph, loaded.session, first, x).GetMaskBatch(probe)
             findings = explain_unsafe_ops(graph_def, allowed_restore=()) \
                 if key.endswith(".h5") else []
             report["_" + key] = {

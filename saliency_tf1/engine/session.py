@@ -479,6 +479,37 @@ class SessionRunner:
         return {k: out[k] for k in keys}
 
 
+    def run_ops(self, fetches: Sequence[Any], values: Mapping[Any, Any]) -> list[Any]:
+        """One auxiliary ``session.run`` that explains nothing (e.g. storing a
+        call's input in the session for its runs, or freeing it)."""
+        with self.graph.as_default():
+            return self.session.run(list(fetches), feed_dict=dict(values))
+
+    def run_built(self, fetches: Sequence[Any], values: Mapping[Any, Any], feed: Feed,
+                  sources: np.ndarray, y: Any) -> list[np.ndarray]:
+        """One ``session.run`` of ops that build their rows in the graph.
+
+        ``values`` feeds the builder's own placeholders (an input, a seed,
+        path nodes, window offsets: never the rows themselves); ``feed`` is the
+        caller's checked ``feed_dict`` (row ``r`` derives from input
+        ``sources[r]``); ``y`` is the explained output of the rows built,
+        fetched too and checked to give one value per row. Returns the values
+        of ``fetches`` and then ``y``'s, ``[rows]``.
+        """
+        run_feed = feed.for_rows(sources)
+        run_feed.update(values)
+        with self.graph.as_default():
+            out = self.session.run([*fetches, y], feed_dict=run_feed)
+        y_value = np.asarray(out[-1])
+        if y_value.size != len(sources):
+            raise ValueError(
+                f"y: expected one value per row built ({len(sources)} rows), the run returned "
+                f"{y_value.size} values (shape {y_value.shape}); y must select one output per "
+                "example of x, e.g. logits[:, k]"
+            )
+        return [*out[:-1], y_value.reshape(len(sources))]
+
+
 class FixedRun:
     """Runs a fixed list of fetches for values of a fixed list of feed tensors.
 

@@ -16,6 +16,7 @@ here once, for every method and every backend.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,8 @@ from ..engine.checks import (
     check_positive_int,
     check_seed,
 )
-from ..engine.noise import noise_key, noisy_copies
+from ..engine.noise import noise_dtype, noise_key, noisy_copies
+from .ingraph import build_batches, on_accelerator
 
 #: The public calls a plan is made for (``call`` of :meth:`TF1Saliency._check_args`).
 CALLS = ("GetMask", "GetMaskBatch", "GetSmoothedMask", "GetMaskWithDetails")
@@ -68,16 +70,21 @@ class RunningMoments:
         self.m2: np.ndarray | None = None  # sum of squared deviations from the mean
 
     def add(self, masks: np.ndarray) -> None:
-        k = len(masks)
         chunk_mean = masks.mean(axis=0, dtype=np.float64)
-        chunk_m2 = np.square(masks - chunk_mean, dtype=np.float64).sum(axis=0)
+        self.add_moments(len(masks), chunk_mean,
+                         np.square(masks - chunk_mean, dtype=np.float64).sum(axis=0))
+
+    def add_moments(self, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Adds a chunk given by its size, mean and sum of squared deviations."""
+        mean = np.asarray(mean, np.float64)
+        m2 = np.asarray(m2, np.float64)
         if self.mean is None:
-            self.count, self.mean, self.m2 = k, chunk_mean, chunk_m2
+            self.count, self.mean, self.m2 = count, mean, m2
             return
-        total = self.count + k
-        delta = chunk_mean - self.mean
-        self.mean = self.mean + delta * (k / total)
-        self.m2 = self.m2 + chunk_m2 + np.square(delta) * (self.count * k / total)
+        total = self.count + count
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + m2 + np.square(delta) * (self.count * count / total)
         self.count = total
 
     @property
@@ -141,6 +148,11 @@ class TF1Saliency:
     #: (never with :attr:`graph_only`).
     multi_input: bool = False
 
+    #: The batches this method builds in the graph on a TF1 session
+    #: (:mod:`saliency_tf1.methods.ingraph`): ``(kind, options)`` pairs, built
+    #: in the constructor. Empty: every row is built on the host and fed.
+    in_graph_builders: tuple[tuple[str, dict[str, Any]], ...] = ()
+
     def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
                  *, backend: Backend | None = None) -> None:
         self.graph, self.session, self.y, self.x = graph, session, y, x
@@ -171,6 +183,26 @@ class TF1Saliency:
                 backend = self._make_backend(backend.graph, backend.session, backend.y,
                                              backend.x)
         self.backend: Backend = backend
+        #: Why a declared builder is missing (``{kind: reason}``), e.g. a
+        #: TF1 while loop on the path, or a core-API backend.
+        self.in_graph_unavailable: dict[str, str] = {}
+        self._builders: dict[str, Any] = {}
+        for kind, options in self.in_graph_builders:
+            builder, why = build_batches(backend, kind, **options)
+            if builder is None:
+                self.in_graph_unavailable[kind] = why
+            else:
+                self._builders[kind] = builder
+        #: Build rows in the graph where a builder exists: on by default when
+        #: the session has a GPU (or another accelerator), off on a CPU-only
+        #: session, where NumPy builds them faster; set it either way per
+        #: instance (``False``: every row built in NumPy and fed).
+        self.in_graph: bool = bool(self._builders) and on_accelerator(
+            getattr(backend, "session", None))
+
+    def _builder(self, kind: str) -> Any:
+        """The in-graph builder ``kind`` if it exists and :attr:`in_graph` is on, else None."""
+        return self._builders.get(kind) if self.in_graph else None
 
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> Backend:
         return TF1Backend(graph, session, y, x)
@@ -376,24 +408,67 @@ class TF1Saliency:
         stdev = stdev_spread * (float(np.max(x) - np.min(x)) if layout is None
                                 else layout.scales(x))
         per_chunk = max(1, plan.batch_size // plan.rows_per_input)
-        total = None
         moments = RunningMoments() if statistic == "variance" else None
-        for start, stop in chunk_bounds(nsamples, per_chunk):
-            if layout is None:
-                noisy = noisy_copies(x, stdev, start, stop - start, key)
-            else:  # a scale per value: unit noise, scaled
-                noisy = x + stdev * noisy_copies(np.zeros_like(x), 1.0, start, stop - start, key)
-            masks = self._masks(noisy, np.zeros(stop - start, np.int64), feed, plan.batch_size,
-                                **plan.args)
-            if moments is not None:
-                moments.add(masks)
-                continue
-            acc = np.result_type(masks.dtype, x.dtype, np.float32)
-            square = statistic == "square"
-            part = np.sum(np.square(masks, dtype=acc) if square else masks, axis=0, dtype=acc)
-            total = part if total is None else total + part
+        noise = self._builder("noise")
+        if key is not None and noise is not None and not plan.args:
+            total = noise.statistic(x, stdev, key, nsamples, per_chunk, statistic, feed,
+                                    moments)
+            if total is not None:
+                total = total.astype(np.result_type(x.dtype, np.float32))
+        else:
+            total = self._smoothed_on_host(x, stdev, key, nsamples, per_chunk, statistic, plan,
+                                           feed, moments)
         if moments is not None:
             result = moments.variance.astype(np.result_type(x.dtype, np.float32), copy=False)
         else:
             result = total / nsamples
         return self._unpack(result, batched=False)
+
+    def _smoothed_on_host(self, x: np.ndarray, stdev: Any, key: int | None, nsamples: int,
+                          per_chunk: int, statistic: str, plan: Plan, feed: Any,
+                          moments: RunningMoments | None) -> np.ndarray | None:
+        """``GetSmoothedMask``'s loop with the noisy copies built in NumPy and fed.
+
+        Seeded noise for the next chunk is drawn (in a worker thread, into the
+        other of two buffers) while the model runs this one. Returns the sum
+        of the masks or of their squares (``None`` for the variance, which
+        goes to ``moments``).
+        """
+        chunks = list(chunk_bounds(nsamples, per_chunk))
+        layout = self._layout
+        total = None
+
+        def draw(n: int, out: np.ndarray | None) -> np.ndarray:
+            start, stop = chunks[n]
+            if layout is None:
+                if out is None:
+                    return noisy_copies(x, stdev, start, stop - start, key)
+                return noisy_copies(x, stdev, start, stop - start, key, out=out[: stop - start])
+            # a scale per value: unit noise, scaled
+            unit = noisy_copies(np.zeros_like(x), 1.0, start, stop - start, key)
+            return x + stdev * unit
+
+        prefetch = key is not None and layout is None and len(chunks) > 1
+        buffers = ([np.empty((per_chunk, *x.shape), noise_dtype(x.dtype)) for _ in range(2)]
+                   if prefetch else [None, None])
+        with ThreadPoolExecutor(max_workers=1) as drawer:
+            # PAIR's stream (key=None) is drawn in order in this thread.
+            pending = drawer.submit(draw, 0, buffers[0]) if prefetch else None
+            for n, (start, stop) in enumerate(chunks):
+                if prefetch:
+                    noisy = pending.result()
+                    if n + 1 < len(chunks):
+                        pending = drawer.submit(draw, n + 1, buffers[(n + 1) % 2])
+                else:
+                    noisy = draw(n, None)
+                masks = self._masks(noisy, np.zeros(stop - start, np.int64), feed,
+                                    plan.batch_size, **plan.args)
+                if moments is not None:
+                    moments.add(masks)
+                    continue
+                acc = np.result_type(masks.dtype, x.dtype, np.float32)
+                square = statistic == "square"
+                part = np.sum(np.square(masks, dtype=acc) if square else masks, axis=0,
+                              dtype=acc)
+                total = part if total is None else total + part
+        return total

@@ -26,6 +26,8 @@ class GradientSaliency(TF1Saliency):
     """
 
     multi_input = True
+    #: SmoothGrad with a seed builds its noisy copies and sums in the graph (TF1).
+    in_graph_builders = (("noise", {"masks": "gradient"}),)
 
     def GetMask(
         self, x_value: Any, feed_dict: dict | None = None, *, batch_size: int | None = None

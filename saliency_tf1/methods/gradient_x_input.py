@@ -31,6 +31,9 @@ class GradientXInput(TF1Saliency):
         masks = gxi.GetMaskBatch(images, feed_dict)
     """
 
+    #: SmoothGrad with a seed builds its noisy copies and sums in the graph (TF1).
+    in_graph_builders = (("noise", {"masks": "gradient_x_input"}),)
+
     def GetMask(
         self, x_value: Any, feed_dict: dict | None = None, *, batch_size: int | None = None
     ) -> np.ndarray:

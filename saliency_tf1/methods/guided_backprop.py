@@ -167,6 +167,8 @@ class GuidedBackprop(GradientSaliency):
 
     _mode = "guided"
     graph_only = True
+    #: Its gradients are gated ones: no plain-gradient noise builder.
+    in_graph_builders = ()
 
     def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
                  tmp_ckpt_path: str | None = None, *, backend: Backend | None = None) -> None:

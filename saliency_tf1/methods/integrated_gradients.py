@@ -10,6 +10,7 @@ from ..engine.backend import Backend
 from ..engine.checks import check_baselines, check_no_extra
 from ..engine.paths import integrate_paths, quadrature, straight_rows
 from .base import TF1Saliency
+from .ingraph import PathBatches
 
 
 def integrated_gradients(
@@ -24,6 +25,7 @@ def integrated_gradients(
     *,
     with_error: bool = False,
     progress: bool | None = None,
+    paths: PathBatches | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """IG masks ``[N, ...]`` of many inputs in one stream of batches, and their errors.
 
@@ -33,7 +35,9 @@ def integrated_gradients(
     (else ``None``). The path rows are computed in the inputs' float precision
     (float32 for float32 inputs; :func:`~saliency_tf1.engine.paths.straight_rows`)
     into two reused buffers, so they can differ from PAIR's float64 rows (rounded
-    when fed) by a unit in the last float32 place.
+    when fed) by a unit in the last float32 place. With ``paths`` (a TF1
+    model's :class:`~saliency_tf1.methods.ingraph.PathBatches`) the same rows
+    are built in the graph instead, from the inputs and baselines fed.
     """
     work = np.result_type(inputs.dtype, baselines.dtype, np.float32)
     inputs = inputs.astype(work, copy=False)
@@ -56,10 +60,15 @@ def integrated_gradients(
         straight_rows(out, i, k, baselines, diffs, nodes)
         return weights[k]
 
-    sums, outputs = integrate_paths(
-        backend, len(inputs), len(alphas), fill_rows, feed, sources, batch_size,
-        row_shape=inputs.shape[1:], dtype=work, fetch_outputs=with_error, progress=progress,
-        desc="IntegratedGradients")
+    if paths is not None:
+        sums, outputs = paths.integrate(
+            inputs, baselines, nodes, weights, sources, feed, batch_size,
+            fetch_outputs=with_error, progress=progress, desc="IntegratedGradients")
+    else:
+        sums, outputs = integrate_paths(
+            backend, len(inputs), len(alphas), fill_rows, feed, sources, batch_size,
+            row_shape=inputs.shape[1:], dtype=work, fetch_outputs=with_error,
+            progress=progress, desc="IntegratedGradients")
     masks = (sums * diffs).astype(np.result_type(work, np.float32), copy=False)
     if not with_error:
         return masks, None
@@ -93,6 +102,9 @@ class IntegratedGradients(TF1Saliency):
     """
 
     multi_input = True
+    #: The path points are built in the graph (TF1), next to the model.
+    in_graph_builders = (("paths", {}),)
+
     #: Path points per ``session.run`` by default (``batch_size=None``).
     default_batch_size = 32
 
@@ -183,5 +195,5 @@ class IntegratedGradients(TF1Saliency):
             baselines = baselines[sources]
         masks, errors = integrated_gradients(
             self.backend, inputs, baselines, sources, feed, batch_size, alphas, weights,
-            with_error=return_error, progress=progress)
+            with_error=return_error, progress=progress, paths=self._builder("paths"))
         return (masks, errors) if return_error else masks

@@ -6,6 +6,7 @@ ECCV 2014, arXiv:1311.2901.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,8 @@ class Occlusion(TF1Saliency):
     multi_input = True
     #: Needs only forward values: builds no ops, and ``y`` need not be differentiable.
     forward_only = True
+    #: The occluded copies of a single input are built in the graph (TF1).
+    in_graph_builders = (("windows", {}),)
 
     def _make_backend(self, graph: Any, session: Any, y: Any, x: Any) -> Backend:
         return ForwardBackend(graph, session, y, x)
@@ -166,48 +169,17 @@ class Occlusion(TF1Saliency):
             return self._masks_per_input(inputs, sources, feed, batch_size, windows, fill_row,
                                          fills, normalize, progress)
         image_h, image_w = inputs.shape[1:3]
-        dtype = self.backend.input_dtype
-        n_windows = len(rows) * len(cols)
-        per_input = n_windows + 1  # row 0 of each input: the input itself
-        total = len(inputs) * per_input
-        scores = np.empty(total, np.float64)
-
-        # One buffer of copies, reused: slot j holds input owner[j] with window
-        # placed[j] occluded (None: no window), so moving the window rewrites two
-        # small windows instead of copying the whole input.
-        buffer = np.empty((min(batch_size, total),) + inputs.shape[1:], dtype)
-        owner: list[int] = [-1] * len(buffer)
-        placed: list[tuple[slice, slice] | None] = [None] * len(buffer)
-        row_slices = [slice(r, r + height) for r in rows.tolist()]
-        col_slices = [slice(c, c + width) for c in cols.tolist()]
-        n_cols = len(cols)
         # The fill image of each row of inputs: the shared one, or its public input's.
         fill_of = np.zeros(len(inputs), np.int64) if fills is None or len(fills) == 1 else sources
-        bar = progress_bar(progress, total, "Occlusion", auto_min=100 * batch_size)
-        with bar:
-            for start, stop in chunk_bounds(total, batch_size):
-                for slot in range(stop - start):
-                    i, k = divmod(start + slot, per_input)
-                    copy = buffer[slot]
-                    if owner[slot] != i:
-                        copy[...] = inputs[i]
-                        owner[slot] = i
-                    elif placed[slot] is not None:
-                        copy[placed[slot]] = inputs[i][placed[slot]]
-                    if k:
-                        r, c = divmod(k - 1, n_cols)
-                        window = (row_slices[r], col_slices[c])
-                        copy[window] = value if fills is None else fills[fill_of[i]][window]
-                        placed[slot] = window
-                    else:
-                        placed[slot] = None
-                out = self.backend.evaluate(
-                    buffer[: stop - start], [OUTPUT_LAYER_VALUES], feed,
-                    sources[np.arange(start, stop) // per_input],
-                )
-                scores[start:stop] = out[OUTPUT_LAYER_VALUES]
-                bar.update(stop - start)
-
+        per_input = len(rows) * len(cols) + 1  # row 0 of each input: the input itself
+        builder = self._builder("windows")
+        if builder is not None:
+            row_fills = fills if fills is None or len(fills) == 1 else fills[fill_of]
+            scores = builder.scores(inputs, sources, feed, batch_size, rows, cols, height, width,
+                                    value, row_fills, progress)
+        else:
+            scores = self._scores_on_host(inputs, sources, feed, batch_size, height, width,
+                                          rows, cols, value, fills, fill_of, progress)
         scores = scores.reshape(len(inputs), per_input)
         drops = scores[:, :1] - scores[:, 1:]
         out_dtype = np.result_type(inputs.dtype, np.float32)
@@ -225,6 +197,61 @@ class Occlusion(TF1Saliency):
                                    where=counts > 0)
             masks[i] = summed.reshape(summed.shape + trailing)
         return masks
+
+    def _scores_on_host(self, inputs, sources, feed, batch_size, height, width, rows, cols,
+                        value, fills, fill_of, progress):
+        """``y`` of each input and of its occluded copies ``[N, 1 + windows]``, built in NumPy.
+
+        The copies are made in two reused buffers of ``batch_size`` rows: the
+        next chunk's (in a worker thread) while the model runs this one. A
+        buffer slot keeps its input and only the window that moved is
+        rewritten, so a chunk costs its windows, not its copies.
+        """
+        dtype = self.backend.input_dtype
+        per_input = len(rows) * len(cols) + 1  # row 0 of each input: the input itself
+        total = len(inputs) * per_input
+        scores = np.empty(total, np.float64)
+        chunks = list(chunk_bounds(total, batch_size))
+        row_slices = [slice(r, r + height) for r in rows.tolist()]
+        col_slices = [slice(c, c + width) for c in cols.tolist()]
+        n_cols = len(cols)
+        slots = min(batch_size, total)
+        # Per buffer: the copies, each slot's input (-1: none yet) and placed window.
+        buffers = [(np.empty((slots,) + inputs.shape[1:], dtype), [-1] * slots, [None] * slots)
+                   for _ in range(min(2, len(chunks)))]
+
+        def fill(n: int) -> np.ndarray:
+            start, stop = chunks[n]
+            buffer, owner, placed = buffers[n % len(buffers)]
+            for slot in range(stop - start):
+                i, k = divmod(start + slot, per_input)
+                copy = buffer[slot]
+                if owner[slot] != i:
+                    copy[...] = inputs[i]
+                    owner[slot] = i
+                elif placed[slot] is not None:
+                    copy[placed[slot]] = inputs[i][placed[slot]]
+                if k:
+                    r, c = divmod(k - 1, n_cols)
+                    window = (row_slices[r], col_slices[c])
+                    copy[window] = value if fills is None else fills[fill_of[i]][window]
+                    placed[slot] = window
+                else:
+                    placed[slot] = None
+            return buffer[: stop - start]
+
+        bar = progress_bar(progress, total, "Occlusion", auto_min=100 * batch_size)
+        with bar, ThreadPoolExecutor(max_workers=1) as filler:
+            pending = filler.submit(fill, 0)
+            for n, (start, stop) in enumerate(chunks):
+                copies = pending.result()
+                if n + 1 < len(chunks):
+                    pending = filler.submit(fill, n + 1)
+                out = self.backend.evaluate(copies, [OUTPUT_LAYER_VALUES], feed,
+                                            sources[np.arange(start, stop) // per_input])
+                scores[start:stop] = out[OUTPUT_LAYER_VALUES]
+                bar.update(stop - start)
+        return scores.reshape(len(inputs), -1)
 
     @staticmethod
     def _check_baseline(baseline: Any, xs: np.ndarray, call: str) -> np.ndarray:

@@ -110,21 +110,25 @@ def rule_attr(op: Any, name: str, default: Any = None) -> Any:
 
 
 def path_ops(y: Any, x: Any) -> list[Any]:
-    """The ops on the path from tensor ``x`` to tensor ``y``, in creation (topological) order.
+    """The ops on the path from tensor ``x`` (or any of a list of tensors) to tensor ``y``.
 
     These are the ancestors of ``y`` (through data and control edges) that
-    depend on the value of ``x``; ``x``'s own op is not one of them.
+    depend on the value of ``x``, in creation (topological) order; ``x``'s own
+    op is not one of them.
     """
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    x_names = {t.name for t in xs}
+    x_ops = {t.op.name for t in xs}
     ancestors = {op.name: op for op in ancestor_ops([y])}
     consumers: dict[str, list[Any]] = {}
     seeds = []
     for op in ancestors.values():
-        if any(t is x or t.name == x.name for t in op.inputs):
+        if any(t.name in x_names for t in op.inputs):
             seeds.append(op)
         for src in {t.op.name for t in op.inputs} | {c.name for c in op.control_inputs}:
             consumers.setdefault(src, []).append(op)
     on_path: dict[str, Any] = {}
-    stack = [op for op in seeds if op is not x.op]
+    stack = [op for op in seeds if op.name not in x_ops]
     while stack:
         op = stack.pop()
         if op.name in on_path:
@@ -316,7 +320,7 @@ _NONNEGATIVE_OUTPUT = ("Relu", "Relu6", "Sigmoid", "Softplus")
 _KEEPS_SIGN = ROUTING | MAX_POOLS | frozenset({"AvgPool", "AvgPool3D", "Mean", "Sum", "AddN"})
 
 
-def _affine_follows(op: Any, on_path: set[str], x: Any) -> bool:
+def _affine_follows(op: Any, on_path: set[str], x_names: set[str]) -> bool:
     """Whether ``op``'s output feeds, on the path, only one op: a bias add or a batch norm."""
     if not op.outputs:
         return False
@@ -326,17 +330,29 @@ def _affine_follows(op: Any, on_path: set[str], x: Any) -> bool:
     consumer = consumers[0]
     if consumer.type in BATCH_NORMS:
         return True
-    from_path = [t for t in consumer.inputs if t.op.name in on_path or t.name == x.name]
+    from_path = [t for t in consumer.inputs if t.op.name in on_path or t.name in x_names]
     return consumer.type in ADDS and len(from_path) == 1
 
 
-def _build(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:
+def _build(graph: Any, y: Any, x: Any, rules: Rules, replace: Any = None,
+           wrt: Any = None, gradient: bool = True) -> Propagation:
+    """The copy (see :func:`propagate`); ``x`` a tensor or a list of them.
+
+    ``replace``: ``None`` (the copy reads ``x`` itself) or one tensor per
+    input that the copy reads instead. ``wrt``: what the gradient is taken
+    with respect to (default ``x``); ``gradient=False``: none (``None``).
+    """
     tf = tf_module()
     v1 = tf.compat.v1
-    ops = path_ops(y, x)
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    wrt = x if wrt is None else wrt
+    replaced = {} if replace is None else {t.name: r for t, r in zip(xs, replace)}
+    ops = path_ops(y, xs)
     if not ops:  # y is x itself
-        return Propagation(y, v1.gradients(y, x)[0])
+        copy_y = replaced.get(y.name, y)
+        return Propagation(copy_y, v1.gradients(copy_y, wrt)[0])
     on_path = {op.name for op in ops}
+    x_names = {t.name for t in xs}
     graph_def = v1.GraphDef()
     graph_def.versions.CopyFrom(graph.graph_def_versions)
     input_map: dict[str, Any] = {}
@@ -345,7 +361,6 @@ def _build(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:
     copied: dict[str, Any] = {}          # node name -> copied NodeDef (after assignment)
     after_weighted: set[str] = set()     # nodes whose value passed a weighted op
     nonnegative: set[str] = set()        # nodes whose value is known >= 0
-    x_op, x_index = x.op.name, x.value_index
     for op in ops:
         if op.type in _V1_LOOP_OPS:
             raise ValueError(
@@ -363,7 +378,10 @@ def _build(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:
                 continue
             name, _, index = inp.partition(":")
             if name not in on_path:
-                input_map[inp] = graph.get_tensor_by_name(f"{name}:{index or 0}")
+                tensor_name = f"{name}:{index or 0}"
+                mapped = replaced.get(tensor_name)
+                input_map[inp] = (graph.get_tensor_by_name(tensor_name) if mapped is None
+                                  else mapped)
         if _has_function_attr(node):
             with_functions.append(op)
         if node.op in _FUSED_BASE:
@@ -377,7 +395,7 @@ def _build(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:
         else:
             nodes = [node]
         floating = any(t.dtype.is_floating for t in op.outputs)
-        follows = _affine_follows(op, on_path, x)
+        follows = _affine_follows(op, on_path, x_names)
         for n_split, new in enumerate(nodes):
             path_inputs, producers = [], []
             data = [i for i in new.input if not i.startswith("^")]
@@ -386,7 +404,7 @@ def _build(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:
                 if name in copied:
                     path_inputs.append(k)
                     producers.append(copied[name])
-                elif name == x_op and int(index or 0) == x_index:
+                elif f"{name}:{index or 0}" in x_names:
                     path_inputs.append(k)
                     producers.append(None)
             upstream = {p.name for p in producers if p is not None}
@@ -413,7 +431,7 @@ def _build(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:
                     _set_attr(new, key, value)
             copied[new.name] = new
         graph_def.node.extend(nodes)
-    if with_functions:
+    if with_functions and rules.gradient:
         if not rules.warn_functions:
             op = with_functions[0]
             raise ValueError(
@@ -441,13 +459,34 @@ def _build(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:
     copy_y = v1.import_graph_def(
         graph_def, input_map=input_map, return_elements=[y.name], name=f"{rules.name}_path"
     )[0]
+    if not gradient:
+        return Propagation(copy_y, None)
     try:
-        grads = v1.gradients(copy_y, x, grad_ys=copy_y if rules.seed_with_y else None)[0]
+        grads = v1.gradients(copy_y, wrt, grad_ys=copy_y if rules.seed_with_y else None)[0]
     except LookupError as err:
         raise ValueError(f"y: cannot differentiate the path from x to y: {err}") from None
     if grads is None:
         return Propagation(copy_y, None)
     return Propagation(copy_y, tf.identity(grads, name=f"{rules.name}_gradients"))
+
+
+def replay(y: Any, x: Any, inputs: list[Any], wrt: Any = None, *, name: str,
+           gradient: bool = True) -> Propagation:
+    """A plain copy of the ``x -> y`` path that reads ``inputs`` instead of ``x``.
+
+    ``x`` is a tensor or a list of them, ``inputs`` one tensor per input
+    (tensors built in the graph, such as noisy or occluded copies). The copy
+    shares everything off the path (live variables, other placeholders);
+    fused ops are split into plain ops; no gradient is overridden. Returns
+    the copy's ``y`` and, when ``gradient``, ``d y / d wrt`` (``wrt``
+    defaults to ``inputs``' first tensor). Call it inside
+    :func:`~saliency_tf1.engine.graph.cached_ops`; raises ValueError (before
+    adding ops) for a path that cannot be copied (a TF1 while loop, a fused op
+    it cannot split).
+    """
+    plain = Rules(name=name, key=(), gradient="", assign=lambda info: None)
+    return _build(y.graph, y, x, plain, replace=inputs,
+                  wrt=inputs[0] if wrt is None else wrt, gradient=gradient)
 
 
 def propagate(graph: Any, y: Any, x: Any, rules: Rules) -> Propagation:

@@ -416,6 +416,8 @@ class XRAI(TF1Saliency):
     #: IG path points per ``session.run`` by default (16 rows of a 224x224x3
     #: image are ~10 MB; larger batches were slower on a 2-core CPU).
     default_batch_size: int = 16
+    #: Its Integrated Gradients' path points are built in the graph (TF1).
+    in_graph_builders = (("paths", {}),)
 
     # Segmentations remembered: at most this many images and bytes (the latest always).
     _CACHE_SIZE, _CACHE_BYTES = 4, 64 * 2**20
@@ -662,7 +664,8 @@ class XRAI(TF1Saliency):
         starts = np.stack([baselines[i][b] for i, b in rows])
         alphas, weights = quadrature("pair", steps)
         masks, _ = integrated_gradients(self.backend, inputs[index], starts, sources[index],
-                                        feed, batch_size, alphas, weights, progress=progress)
+                                        feed, batch_size, alphas, weights, progress=progress,
+                                        paths=self._builder("paths"))
         out: list[list[np.ndarray]] = [[] for _ in inputs]
         for (i, _), mask in zip(rows, masks):
             out[i].append(mask)
