@@ -10,7 +10,6 @@ Run: ``python bench/bench_compat.py [--size 64] [--repeats 5]``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from functools import partial
@@ -22,21 +21,16 @@ import numpy as np  # noqa: E402
 from common import interleaved_medians, print_table, relu_cnn  # noqa: E402
 from saliency_tf1.compat import core  # noqa: E402
 
-# (label, TF1 class, core class name, call, kwargs)
+import saliency_tf1 as saliency  # noqa: E402
+
+# (label, class name (TF1 and core), call, kwargs)
 TASKS = [
-    ("Gradient", "saliency_tf1.gradients:GradientSaliency", "GradientSaliency", "GetMask", {}),
-    ("SmoothGrad-25", "saliency_tf1.gradients:GradientSaliency", "GradientSaliency",
-     "GetSmoothedMask", {"nsamples": 25}),
-    ("IG-25", "saliency_tf1.integrated_gradients:IntegratedGradients", "IntegratedGradients",
-     "GetMask", {"x_steps": 25}),
-    ("Occlusion-48", "saliency_tf1.occlusion:Occlusion", "Occlusion", "GetMask", {"size": 48}),
-    ("GradCam", "saliency_tf1.grad_cam:GradCam", "GradCam", "GetMask", {}),
+    ("Gradient", "GradientSaliency", "GetMask", {}),
+    ("SmoothGrad-25", "GradientSaliency", "GetSmoothedMask", {"nsamples": 25}),
+    ("IG-25", "IntegratedGradients", "GetMask", {"x_steps": 25}),
+    ("Occlusion-48", "Occlusion", "GetMask", {"size": 48}),
+    ("GradCam", "GradCam", "GetMask", {}),
 ]
-
-
-def load(target: str):
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def main() -> None:
@@ -52,8 +46,8 @@ def main() -> None:
     img = np.random.default_rng(0).uniform(0, 1, (args.size, args.size, 3)).astype(np.float32)
     function = core.create_tf1_call_model_function(m.graph, m.session, m.y, m.x, m.conv)
     rows = []
-    for label, tf1_target, core_name, call, kwargs in TASKS:
-        cls = load(tf1_target)
+    for label, core_name, call, kwargs in TASKS:
+        cls = getattr(saliency, core_name)
         conv = (m.conv,) if core_name == "GradCam" else ()
         tf1 = cls(m.graph, m.session, m.y, m.x, *conv)
         fns = {

@@ -104,7 +104,7 @@ def bench_xrai(model_name: str, repeats: int, with_pair: bool):
         params = XRAIParameters(algorithm=algorithm, return_xrai_segments=True)
 
         def run_ours(params=params):
-            ours._segment_cache()[0].clear()  # time the segmentation too
+            ours._segments_cache.clear()  # time the segmentation too
             return ours.GetMaskWithDetails(img, extra_parameters=params, progress=False)
 
         t = interleaved_medians({"ours": run_ours}, repeats)["ours"]

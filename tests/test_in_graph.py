@@ -404,3 +404,42 @@ def call_one_run(method: Any, task: str, image: np.ndarray) -> Any:
     if task == "ig":
         return method.GetMask(image, x_steps=25, batch_size=25)
     return method.GetMask(image, size=4, stride=2, batch_size=64)
+
+
+def test_in_graph_calls_from_several_threads(cnn, rng):
+    """Each call stores its own input and runs its own handles: threads do not mix them."""
+    ig = _make(saliency.IntegratedGradients, cnn)
+    images = rng.normal(size=(6, 16, 16, 3)).astype(np.float32)
+    expected = [ig.GetMask(image, x_steps=12, batch_size=5) for image in images]
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            results[i] = ig.GetMask(images[i], x_steps=12, batch_size=5)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, mask in enumerate(expected):
+        np.testing.assert_array_equal(results[i], mask)
+
+
+@pytest.mark.parametrize("cls", [saliency.GradientSaliency, saliency.IntegratedGradients,
+                                 saliency.Occlusion])
+def test_in_graph_refuses_a_y_that_is_not_one_value_per_row(cnn, rng, cls):
+    with cnn.graph.as_default():
+        doubled = tf.concat([cnn.y, cnn.y], 0)
+    method = cls(cnn.graph, cnn.log, doubled, cnn.x)
+    method.in_graph = True
+    image = rng.normal(size=(16, 16, 3)).astype(np.float32)
+    before = cnn.op_count()
+    call = {saliency.GradientSaliency: lambda: method.GetSmoothedMask(image, seed=0,
+                                                                       batch_size=7),
+            saliency.IntegratedGradients: lambda: method.GetMask(image, batch_size=7),
+            saliency.Occlusion: lambda: method.GetMask(image, size=8, batch_size=7)}[cls]
+    with pytest.raises(ValueError, match=r"y: expected one value per row built \(7 rows\), "
+                                         r"the run returned 14 values"):
+        call()
+    assert cnn.op_count() == before

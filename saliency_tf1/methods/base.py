@@ -114,7 +114,12 @@ class TF1Saliency:
 
     The constructor builds every op the method needs (through a
     :class:`~saliency_tf1.engine.backend.TF1Backend`); the public methods only
-    feed numpy values through them.
+    feed numpy values through them. Where a method declares
+    :attr:`in_graph_builders` (SmoothGrad of the gradient, IG, XRAI,
+    Occlusion), the constructor also builds the ops that make its many rows
+    from one input next to the model (:mod:`saliency_tf1.methods.ingraph`);
+    the instance attribute ``in_graph`` (on by default where the session has
+    a GPU) chooses between them and rows built in NumPy and fed.
 
     Args:
       graph: the ``tf.Graph`` of the model.
