@@ -11,14 +11,20 @@ bench/common.py. Run: ``python bench/bench_gradients.py [--runs light:64] [--rep
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-from common import MODELS, interleaved_medians, pair_available, print_table, v1  # noqa: E402
+from common import (  # noqa: E402
+    MODELS,
+    interleaved_medians,
+    pair_available,
+    print_table,
+    run_sizes,
+    v1,
+)
 
 from saliency_tf1 import GradientSaliency  # noqa: E402
 
@@ -75,15 +81,7 @@ def bench_size(model: str, size: int, repeats: int) -> list[list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", default="relu_cnn:64,relu_cnn:224,light:64",
-                        help=f"comma-separated MODEL:SIZE (models: {', '.join(MODELS)})")
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    rows = []
-    for run in args.runs.split(","):
-        model, size = run.split(":")
-        rows += bench_size(model, int(size), args.repeats)
+    rows = run_sizes(__doc__, "relu_cnn:64,relu_cnn:224,light:64", bench_size)
     print_table(
         "Gradient / SmoothGrad: median ms; ours/floor (target <= 1.15 for SmoothGrad); PAIR/ours",
         ["model", "input", "call", "floor ms", "ours ms", "ours/floor", "PAIR ms", "PAIR/ours"],

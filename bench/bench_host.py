@@ -28,47 +28,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
+from timing import interleaved_medians, print_table  # noqa: E402
 
 from saliency_tf1.engine.noise import fill_threads, noise_key, noisy_copies  # noqa: E402
 from saliency_tf1.engine.paths import row_threads, straight_rows  # noqa: E402
 
 ROWS = 25
 STDEV = 0.15
-
-
-def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, measured round-robin after one warm-up call each."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
-    cells = [header] + [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
-                        for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    print(f"\n{title}")
-    for n, row in enumerate(cells):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                        for j, (c, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
-    sys.stdout.flush()
 
 
 def cases(size: int) -> tuple[dict[str, Callable[[], Any]], dict[str, str]]:

@@ -1,7 +1,8 @@
 """Batches built in the graph vs on the host: bytes fed and time per call (TF1 path).
 
-For SmoothGrad-25 (``seed=0``), IG-25 (``GetMask``, zero baseline) and
-Occlusion (32-px windows, stride 16 at 224, scaled at other sizes), on the
+For SmoothGrad-25 (``seed=0``), IG-25 (``GetMask``, zero baseline), Blur IG
+(100 steps, 4 runs) and Occlusion (32-px windows, stride 16 at 224, scaled at
+other sizes), on the
 compute-heavy and the light CNN: each method runs once with its rows built in
 the graph (the default, ``method.in_graph = True``) and once with them built in
 NumPy and fed (``method.in_graph = False``, the path every call took before).
@@ -13,7 +14,6 @@ a call; times are medians of interleaved runs in the same process.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from common import MODELS, interleaved_medians, print_table  # noqa: E402
+from common import MODELS, interleaved_medians, print_table, run_sizes  # noqa: E402
 
 import saliency_tf1 as saliency  # noqa: E402
 
@@ -48,6 +48,8 @@ def bench_size(model: str, size: int, repeats: int) -> list[list[Any]]:
                           lambda meth: meth.GetSmoothedMask(image, seed=0, batch_size=25)),
         "IG-25": (saliency.IntegratedGradients,
                   lambda meth: meth.GetMask(image, x_steps=25, batch_size=25)),
+        "BlurIG-100": (saliency.BlurIG,
+                       lambda meth: meth.GetMask(image, steps=100, batch_size=32)),
         f"Occlusion {window}px/{stride}": (
             saliency.Occlusion,
             lambda meth: meth.GetMask(image, size=window, stride=stride, batch_size=64)),
@@ -68,8 +70,8 @@ def bench_size(model: str, size: int, repeats: int) -> list[list[Any]]:
             fed[in_graph] = counter.fed
         times = interleaved_medians({"graph": lambda: run(True), "host": lambda: run(False)},
                                     repeats)
-        if task.startswith("Occlusion") or task.startswith("IG"):
-            same = np.abs(run(True) - run(False)).max() / (np.abs(run(False)).max() + 1e-30)
+        if not task.startswith("SmoothGrad"):
+            same = float(np.abs(run(True) - run(False)).max() / (np.abs(run(False)).max() + 1e-30))
         else:
             same = float("nan")  # different noise streams: compared in the tests by seed
         rows.append([model, f"{size}x{size}", task, fed[False] / image.nbytes,
@@ -80,15 +82,7 @@ def bench_size(model: str, size: int, repeats: int) -> list[list[Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", default="relu_cnn:224,light:64,light:224",
-                        help=f"comma-separated MODEL:SIZE (models: {', '.join(MODELS)})")
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    rows = []
-    for run in args.runs.split(","):
-        model, size = run.split(":")
-        rows += bench_size(model, int(size), args.repeats)
+    rows = run_sizes(__doc__, "relu_cnn:224,light:64,light:224", bench_size)
     print_table(
         "Rows built in the graph vs on the host (medians; fed = bytes fed per call / one input)",
         ["model", "input", "call", "fed host", "fed graph", "host ms", "graph ms",

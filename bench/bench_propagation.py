@@ -12,14 +12,13 @@ Run: ``python bench/bench_propagation.py [--runs relu_cnn:64,light:64] [--repeat
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-from common import MODELS, interleaved_medians, print_table, v1  # noqa: E402
+from common import MODELS, interleaved_medians, print_table, run_sizes, v1  # noqa: E402
 
 from saliency_tf1.methods.deeplift import DeepLift  # noqa: E402
 from saliency_tf1.methods.expected_gradients import ExpectedGradients  # noqa: E402
@@ -81,15 +80,7 @@ def bench_size(model: str, size: int, repeats: int) -> list[list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", default="relu_cnn:64,light:64",
-                        help=f"comma-separated MODEL:SIZE (models: {', '.join(MODELS)})")
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    rows = []
-    for run in args.runs.split(","):
-        model, size = run.split(":")
-        rows += bench_size(model, int(size), args.repeats)
+    rows = run_sizes(__doc__, "relu_cnn:64,light:64", bench_size)
     print_table(
         "Propagation methods: median ms; ours / floor of the same gradient rows "
         "(target <= 1.15)",

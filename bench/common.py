@@ -6,10 +6,8 @@ run, on the same graph and inputs, so the machine's speed cancels out.
 
 from __future__ import annotations
 
+import argparse
 import os
-import statistics
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import interleaved_medians, median_time, print_table  # noqa: E402, F401
 
 v1 = tf.compat.v1
 
@@ -91,31 +90,6 @@ def light_cnn(size: int, seed: int = 0, classes: int = 10) -> BenchModel:
 MODELS = {"light": light_cnn, "relu_cnn": relu_cnn}
 
 
-def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int = 7) -> dict[str, float]:
-    """Median times of several functions measured round-robin, so load drifts hit all alike."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def pair_available() -> bool:
     try:
         import saliency.tf1  # noqa: F401
@@ -124,20 +98,16 @@ def pair_available() -> bool:
     return True
 
 
-def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
-    """Prints a fixed-width table (floats with 3 significant digits)."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return str(v)
-
-    cells = [header] + [[fmt(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    print(f"\n{title}")
-    for i, row in enumerate(cells):
-        padded = (c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths)))
-        print("  ".join(padded))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    sys.stdout.flush()
+def run_sizes(description: str, default_runs: str,
+              bench_size: Callable[[str, int, int], list[list[Any]]]) -> list[list[Any]]:
+    """Parses ``--runs MODEL:SIZE,...`` and ``--repeats``; the rows of ``bench_size`` for each."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", default=default_runs,
+                        help=f"comma-separated MODEL:SIZE (models: {', '.join(MODELS)})")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    rows: list[list[Any]] = []
+    for run in args.runs.split(","):
+        model, size = run.split(":")
+        rows += bench_size(model, int(size), args.repeats)
+    return rows

@@ -443,3 +443,24 @@ def test_in_graph_refuses_a_y_that_is_not_one_value_per_row(cnn, rng, cls):
                                          r"the run returned 14 values"):
         call()
     assert cnn.op_count() == before
+
+
+@pytest.mark.parametrize("kwargs", [{"steps": 20, "max_sigma": 8}, {"steps": 9, "sqrt": True}])
+def test_blur_ig_in_graph_equals_host(cnn, rng, kwargs):
+    blur = _make(saliency.BlurIG, cnn)
+    xs = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    masks, host = _both(blur, lambda m: m.GetMaskBatch(xs, batch_size=7, **kwargs))
+    np.testing.assert_allclose(masks, host, rtol=1e-5, atol=1e-6 * np.abs(host).max())
+    one, host_one = _both(blur, lambda m: m.GetMask(xs[1], batch_size=32, **kwargs))
+    np.testing.assert_allclose(one, host_one, rtol=1e-5, atol=1e-6 * np.abs(host).max())
+    np.testing.assert_allclose(one, masks[1], rtol=1e-5, atol=1e-6 * np.abs(host).max())
+
+
+def test_blur_ig_in_graph_feeds_the_image_and_taps_once(cnn, rng):
+    blur = _make(saliency.BlurIG, cnn)
+    image = rng.normal(size=(16, 16, 3)).astype(np.float32)
+    cnn.log.fed.clear()
+    blur.GetMask(image, steps=100, batch_size=32)  # 4 runs, plus storing and freeing
+    assert len(cnn.log.fed) == 6
+    taps = 2 * 100 * 16 * 8 * 2  # float64 taps of 200 levels, along H and W
+    assert sum(cnn.log.fed) <= image.nbytes + taps + 6 * 2048  # + handles, levels

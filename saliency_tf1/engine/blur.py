@@ -48,7 +48,7 @@ def gaussian_blur_matrix(
         taps = np.zeros(size)
         reach = min(radius, size - 1)
         taps[: reach + 1] = kernel[radius : radius + reach + 1]
-        return taps[_distances(size)]
+        return taps[_distances(size)]  # blur_taps(size, sigma)[|i - j|]
     # "reflect": sample i + t is read at its mirror image in [0, size) (period 2 size).
     rows = np.broadcast_to(np.arange(size)[:, None], (size, len(offsets)))
     cols = (rows + offsets) % (2 * size)
@@ -56,6 +56,41 @@ def gaussian_blur_matrix(
     matrix = np.zeros((size, size))
     np.add.at(matrix, (rows, cols), np.broadcast_to(kernel, cols.shape))
     return matrix
+
+
+def blur_taps(size: int, sigma: float, *, truncate: float = TRUNCATE) -> np.ndarray:
+    """``taps[d]``, the weight of a sample at distance ``d < size`` in the ``"constant"`` blur.
+
+    :func:`gaussian_blur_matrix` (``mode="constant"``) is ``taps[|i - j|]``:
+    a graph that gathers its matrices from these ``size`` numbers gets the
+    very same float64 weights.
+    """
+    return gaussian_blur_matrix(size, sigma, truncate=truncate)[0]
+
+
+def graph_blur(image: Any, k_h: Any, k_w: Any, dtype: Any) -> Any:
+    """:func:`gaussian_blur` as TensorFlow ops: the ``[R, H, W, C]`` blurs of one image.
+
+    ``image`` is a float64 ``[H, W, C]`` tensor, ``k_h``/``k_w`` the float64
+    matrices ``[R, H, H]`` / ``[R, W, W]`` (symmetric: ``"constant"`` borders).
+    The products are float64 and, as SciPy rounds, the pass along H is rounded
+    to ``dtype`` before the pass along W and the result is in ``dtype``.
+    """
+    import tensorflow as tf
+
+    f64 = tf.float64
+    height, width, channels = tf.unstack(tf.shape(image))
+    count = tf.shape(k_h)[0]
+    tf_dtype = tf.as_dtype(np.dtype(dtype))
+    # Along H: one product [R*H, H] @ [H, C*W], rows (r, i), columns (c, w).
+    columns = tf.reshape(tf.transpose(image, [0, 2, 1]), [height, -1])
+    first = tf.reshape(tf.matmul(tf.reshape(k_h, [-1, height]), columns),
+                       [count, height * channels, width])
+    if tf_dtype != f64:
+        first = tf.cast(tf.cast(first, tf_dtype), f64)
+    # Along W: [H*C, W] @ K_w^T per blur (K_w is symmetric), then [R, H, W, C].
+    second = tf.cast(tf.matmul(first, k_w), tf_dtype)
+    return tf.transpose(tf.reshape(second, [count, height, channels, width]), [0, 1, 3, 2])
 
 
 @functools.lru_cache(maxsize=8)

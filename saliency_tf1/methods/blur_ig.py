@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.backend import Backend, TF1Backend
-from ..engine.blur import blur_matrices, gaussian_blur
+from ..engine.blur import blur_matrices, gaussian_blur, graph_blur
 from ..engine.checks import check_finite_number, check_no_extra, check_positive_int
 from ..engine.graph import cached_ops, tf_module
 from ..engine.paths import integrate_paths, runs
@@ -62,23 +62,9 @@ class GraphBlur:
                 image = tf.compat.v1.placeholder(f64, [None, None, None], name="image")
                 k_h = tf.compat.v1.placeholder(f64, [None, None, None], name="k_h")
                 k_w = tf.compat.v1.placeholder(f64, [None, None, None], name="k_w")
-                height, width, channels = tf.unstack(tf.shape(image))
-                count = tf.shape(k_h)[0]
-                # Along H: one product [2R*H, H] @ [H, C*W], rows (r, i), columns (c, w).
-                columns = tf.reshape(tf.transpose(image, [0, 2, 1]), [height, -1])
-                first = tf.reshape(tf.matmul(tf.reshape(k_h, [-1, height]), columns),
-                                   [count, height * channels, width])
                 outputs = {}
                 for dtype in self.dtypes:
-                    tf_dtype = tf.as_dtype(dtype)
-                    rounded = first if dtype == np.float64 else tf.cast(
-                        tf.cast(first, tf_dtype), f64)
-                    # Along W: [H*C, W] @ K_w^T per blur (K_w is symmetric: zero borders),
-                    # then [2R, H, W, C] in the dtype.
-                    second = tf.cast(tf.matmul(rounded, k_w), tf_dtype)
-                    blurred = tf.transpose(
-                        tf.reshape(second, [count, height, channels, width]), [0, 1, 3, 2])
-                    points, ahead = tf.split(blurred, 2)
+                    points, ahead = tf.split(graph_blur(image, k_h, k_w, dtype), 2)
                     outputs[dtype] = (points, ahead - points)
             return (image, k_h, k_w), outputs
 
@@ -136,6 +122,8 @@ class BlurIG(TF1Saliency):
     """
 
     default_batch_size = 32
+    #: The blurred path points are built in the graph (TF1), next to the model.
+    in_graph_builders = (("blur_paths", {}),)
 
     def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
                  *, backend: Backend | None = None) -> None:
@@ -209,6 +197,11 @@ class BlurIG(TF1Saliency):
         graph_blur = self._graph_blur
         # The input's precision, as PAIR (scipy.ndimage keeps the input's dtype).
         work = np.result_type(inputs.dtype, np.float32)
+        paths = self._builder("blur_paths")
+        if paths is not None and work == paths.dtype:  # the model's precision: same points
+            sums = paths.integrate(inputs, sigmas, (-widths / grad_step).astype(work),
+                                   grad_step, sources, feed, batch_size, progress)
+            return sums.astype(np.result_type(inputs.dtype, np.float32), copy=False)
         if graph_blur is not None and work not in graph_blur.dtypes:
             graph_blur = None
         expand = (slice(None), None, None, None)

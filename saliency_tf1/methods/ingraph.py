@@ -44,12 +44,10 @@ import numpy as np
 
 from ..engine.backend import Backend, _SessionBackend
 from ..engine.batching import chunk_bounds, progress_bar
+from ..engine.blur import blur_taps, graph_blur
 from ..engine.graph import cached_ops, tf_module
 from ..engine.noise import KEY_BITS
 from .propagation import replay
-
-#: The builders, by the name a method gives in ``TF1Saliency.in_graph_batches``.
-KINDS = ("noise", "paths", "windows")
 
 # StatelessRandomNormalV2's algorithm number for Philox (TensorFlow's RNG_ALG_PHILOX).
 _PHILOX = 1
@@ -409,7 +407,98 @@ class WindowBatches(_Builder):
         return scores.reshape(len(inputs), per_input)
 
 
-_BUILDERS = {"noise": NoiseBatches, "paths": PathBatches, "windows": WindowBatches}
+class BlurPathBatches(_Builder):
+    """Blur IG's path points (the input blurred) and their weighted gradient sums, in the graph.
+
+    The blurs are :func:`~saliency_tf1.engine.blur.graph_blur`'s float64
+    products, rounded as SciPy rounds, with matrices gathered from the fed
+    ``taps`` (:func:`~saliency_tf1.engine.blur.blur_taps`, the host path's
+    float64 weights): the path points are the host path's, bit for bit.
+    """
+
+    def __init__(self, backend: _SessionBackend) -> None:
+        super().__init__(backend)
+        tf = tf_module()
+        shape = self.layout.shape
+        if self.layout.multi or len(shape) != 3:
+            raise ValueError("x: in-graph blurs need one input of shape [H, W, C]")
+        f64 = tf.float64
+
+        def matrices(taps: Any, index: Any, size: Any) -> Any:
+            span = tf.range(size)
+            distance = tf.abs(span[:, None] - span[None, :])
+            return tf.gather(tf.gather(taps, index), distance, axis=1)
+
+        def build() -> dict[str, Any]:
+            with tf.compat.v1.name_scope("blur_path_batches"):
+                inputs = _stash(self.tf_dtype, [None, *shape], "inputs")
+                taps_h = _stash(f64, [None, None], "taps_h")
+                taps_w = _stash(f64, [None, None], "taps_w")
+                image_index = _placeholder(tf.int32, [], "image_index")
+                levels = _placeholder(tf.int32, [None], "levels")  # here, then ahead
+                factors = _placeholder(self.tf_dtype, [None], "factors")
+                image = tf.cast(tf.gather(inputs.value, image_index), f64)
+                dims = tf.shape(image)
+                blurred = graph_blur(image, matrices(taps_h.value, levels, dims[0]),
+                                     matrices(taps_w.value, levels, dims[1]), self.dtype)
+                points, ahead = tf.split(blurred, 2)
+                points.set_shape([None, *shape])
+                change = (ahead - points) * _expand(factors, ahead)
+                copy = replay(backend.y, self.layout.tensors, [points], name="blur_model")
+                sums = None
+                if copy.gradients is not None:
+                    grads = copy.gradients
+                    acc = tf.as_dtype(np.result_type(grads.dtype.as_numpy_dtype, np.float32))
+                    sums = tf.reduce_sum(tf.cast(grads, acc) * tf.cast(change, acc), 0)
+            return {"inputs": inputs, "taps_h": taps_h, "taps_w": taps_w,
+                    "image_index": image_index, "levels": levels, "factors": factors,
+                    "y": copy.y, "sums": sums}
+
+        self.ops = cached_ops(backend.graph, self._key("blur_paths"), build)
+        self.y = self.ops["y"]
+        if self.ops["sums"] is None:
+            raise ValueError("y: the copy of the model has no gradient with respect to x")
+
+    def integrate(self, inputs: np.ndarray, sigmas: np.ndarray, factors: np.ndarray,
+                  grad_step: float, sources: np.ndarray, feed: Any, batch_size: int,
+                  progress: bool | None) -> np.ndarray:
+        """``sum_k factors[k] (B(s_k + grad_step) - B(s_k)) * gradient(B(s_k))`` per input.
+
+        ``B(s)`` is the input blurred with ``s = sigmas[k]``; float64 sums,
+        ``[N, H, W, C]``. The inputs and the blur taps of every level are fed
+        once per call; each run, its levels and factors (rows of one input).
+        """
+        ops = self.ops
+        inputs = np.asarray(inputs, self.dtype)
+        height, width = inputs.shape[1:3]
+        levels = np.concatenate([sigmas, sigmas + grad_step])
+        taps_h = np.stack([blur_taps(height, float(s)) for s in levels])
+        taps_w = taps_h if width == height else np.stack([blur_taps(width, float(s))
+                                                          for s in levels])
+        factors = np.asarray(factors, self.dtype)
+        n_levels = len(sigmas)
+        chunks = [(n, a, b) for n in range(len(inputs))
+                  for a, b in chunk_bounds(n_levels, batch_size)]
+        sums = np.zeros(inputs.shape, np.float64)
+        with progress_bar(progress, len(inputs) * n_levels, "BlurIG",
+                          auto_min=4 * batch_size) as bar, \
+                self._stashed([(ops["inputs"], inputs), (ops["taps_h"], taps_h),
+                               (ops["taps_w"], taps_w)], len(chunks)) as arrays:
+            for n, a, b in chunks:
+                k = np.arange(a, b, dtype=np.int32)
+                values = {**arrays, ops["image_index"]: n,
+                          ops["levels"]: np.concatenate([k, k + n_levels]),
+                          ops["factors"]: factors[a:b]}
+                part, _ = self._run([ops["sums"]], values, feed,
+                                    np.full(b - a, sources[n], np.int64))
+                sums[n] += part
+                bar.update(b - a)
+        return sums
+
+
+#: The builders, by the name a method gives in ``TF1Saliency.in_graph_builders``.
+_BUILDERS = {"noise": NoiseBatches, "paths": PathBatches, "windows": WindowBatches,
+             "blur_paths": BlurPathBatches}
 
 
 def on_accelerator(session: Any) -> bool:
