@@ -1,8 +1,8 @@
 """Batches built in the graph vs on the host: bytes fed and time per call (TF1 path).
 
 For SmoothGrad-25 (``seed=0``), IG-25 (``GetMask``, zero baseline), Blur IG
-(100 steps, 4 runs) and Occlusion (32-px windows, stride 16 at 224, scaled at
-other sizes), on the
+(100 steps, 4 runs), RISE and LIME (1000 masks or samples, 16 runs) and
+Occlusion (32-px windows, stride 16 at 224, scaled at other sizes), on the
 compute-heavy and the light CNN: each method runs once with its rows built in
 the graph (the default, ``method.in_graph = True``) and once with them built in
 NumPy and fed (``method.in_graph = False``, the path every call took before).
@@ -50,6 +50,10 @@ def bench_size(model: str, size: int, repeats: int) -> list[list[Any]]:
                   lambda meth: meth.GetMask(image, x_steps=25, batch_size=25)),
         "BlurIG-100": (saliency.BlurIG,
                        lambda meth: meth.GetMask(image, steps=100, batch_size=32)),
+        "RISE-1000": (saliency.RISE,
+                      lambda meth: meth.GetMask(image, n_masks=1000, seed=0, batch_size=64)),
+        "LIME-1000": (saliency.Lime,
+                      lambda meth: meth.GetMask(image, n_samples=1000, seed=0, batch_size=64)),
         f"Occlusion {window}px/{stride}": (
             saliency.Occlusion,
             lambda meth: meth.GetMask(image, size=window, stride=stride, batch_size=64)),

@@ -464,3 +464,46 @@ def test_blur_ig_in_graph_feeds_the_image_and_taps_once(cnn, rng):
     assert len(cnn.log.fed) == 6
     taps = 2 * 100 * 16 * 8 * 2  # float64 taps of 200 levels, along H and W
     assert sum(cnn.log.fed) <= image.nbytes + taps + 6 * 2048  # + handles, levels
+
+
+@pytest.mark.parametrize("kwargs", [{"cell_size": 4, "baseline": 0.0},
+                                    {"cell_size": 5, "p": 0.3, "baseline": 0.5}])
+def test_rise_in_graph_equals_host(cnn, rng, kwargs):
+    rise = _make(saliency.RISE, cnn)
+    xs = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    maps, host = _both(rise, lambda m: m.GetMaskBatch(xs, n_masks=150, seed=3, batch_size=64,
+                                                      **kwargs))
+    np.testing.assert_allclose(maps, host, rtol=1e-5, atol=1e-6 * np.abs(host).max())
+    fills = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    maps, host = _both(rise, lambda m: m.GetMaskBatch(xs, n_masks=40, seed=4, baseline=fills,
+                                                      batch_size=16))
+    np.testing.assert_allclose(maps, host, rtol=1e-5, atol=1e-6 * np.abs(host).max())
+
+
+def test_rise_in_graph_feeds_grid_bits_not_copies(cnn, rng):
+    rise = _make(saliency.RISE, cnn)
+    image = rng.normal(size=(16, 16, 3)).astype(np.float32)
+    cnn.log.fed.clear()
+    rise.GetMask(image, n_masks=256, seed=0, batch_size=64)  # 4 runs
+    assert len(cnn.log.fed) == 6
+    # The image, two small interpolation matrices, and per mask 9 bytes of bits and 8 of
+    # shifts: far less than one copy of the image per mask.
+    assert sum(cnn.log.fed) < image.nbytes + 256 * 64
+
+
+@pytest.mark.parametrize("cls", [saliency.Lime, saliency.KernelShap])
+def test_lime_and_kernel_shap_in_graph_equal_host(cnn, rng, cls):
+    method = _make(cls, cnn)
+    xs = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    segments = np.stack([np.arange(256).reshape(16, 16) // 37,
+                         (np.arange(256).reshape(16, 16) % 16) // 3])
+    fills = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    masks, host = _both(method, lambda m: m.GetMaskBatch(
+        xs, segments=segments, n_samples=120, seed=2, baseline=fills, batch_size=50))
+    np.testing.assert_allclose(masks, host, rtol=1e-6, atol=1e-7 * np.abs(host).max())
+    one, host_one = _both(method, lambda m: m.GetMask(xs[0], segments=segments[0],
+                                                      n_samples=60, seed=1))
+    np.testing.assert_allclose(one, host_one, rtol=1e-6, atol=1e-7 * np.abs(host_one).max())
+    cnn.log.fed.clear()
+    method.GetMask(xs[0], segments=segments[0], n_samples=200, seed=1, batch_size=64)
+    assert sum(cnn.log.fed) < 2 * xs[0].nbytes + 8 * 1024  # input, segment map, bits

@@ -230,12 +230,15 @@ def test_non_differentiable_model_and_no_ops_added(rng):
         x = v1.placeholder(tf.float32, [None, 8, 8, 1])
         y = tf.cast(tf.reduce_sum(tf.cast(x > 0.5, tf.int32), [1, 2, 3]), tf.float32)
     session = v1.Session(graph=graph)
+    method = RISE(graph, session, y, x)  # builds its graph path's ops, no gradient
+    assert method.in_graph_unavailable == {}
     ops = len(graph.get_operations())
-    method = RISE(graph, session, y, x)
-    assert len(graph.get_operations()) == ops
     image = rng.uniform(size=(8, 8, 1)).astype(np.float32)
     mask = method.GetMask(image, n_masks=200, cell_size=2, seed=0)
     assert np.all(np.isfinite(mask)) and mask.std() > 0
+    method.in_graph = True
+    np.testing.assert_allclose(method.GetMask(image, n_masks=200, cell_size=2, seed=0), mask,
+                               rtol=1e-6, atol=1e-7)
     assert len(graph.get_operations()) == ops
 
 

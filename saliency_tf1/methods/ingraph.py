@@ -496,9 +496,187 @@ class BlurPathBatches(_Builder):
         return sums
 
 
+class RiseBatches(_Builder):
+    """RISE's masked copies of an image ``[H, W(, C)]``, and the mask sums they weigh, in the graph.
+
+    Each run is fed its masks' random grids as packed bits and their shifts
+    (the host path's samples); the ops upsample them with the host path's
+    interpolation matrices (each mask value a sum of at most four products,
+    so equal up to a unit in the last place), write the copies
+    ``fill + (x - fill) * mask``, run the model and return
+    ``sum_k y_k mask_k``.
+    """
+
+    def __init__(self, backend: _SessionBackend) -> None:
+        super().__init__(backend)
+        tf = tf_module()
+        shape = self.layout.shape
+        if self.layout.multi or len(shape) < 2:
+            raise ValueError("x: in-graph RISE masks need one input of at least 2 dimensions")
+        f32 = tf.float32
+
+        def gathered_rows(up: Any, shifts: Any, size: Any) -> Any:
+            return tf.gather(up, shifts[:, None] + tf.range(size)[None, :])
+
+        def build() -> dict[str, Any]:
+            with tf.compat.v1.name_scope("rise_batches"):
+                inputs = _stash(self.tf_dtype, [None, *shape], "inputs")
+                fills = _stash(self.tf_dtype, [None] + [None] * len(shape), "fills")
+                up_h = _stash(f32, [None, None], "up_h")
+                up_w = _stash(f32, [None, None], "up_w")
+                index = _placeholder(tf.int32, [], "index")
+                fill_index = _placeholder(tf.int32, [], "fill_index")
+                bits = _placeholder(tf.uint8, [None, None], "grid_bits")  # [k, ceil(cells/8)]
+                grid_shape = _placeholder(tf.int32, [2], "grid_shape")
+                shifts = _placeholder(tf.int32, [None, 2], "shifts")
+                count = tf.shape(bits)[0]
+                grids = tf.reshape(
+                    tf.cast(_unpack_bits(bits, grid_shape[0] * grid_shape[1]), f32),
+                    tf.concat([[count], grid_shape], 0))
+                x = tf.gather(inputs.value, index)
+                size = tf.shape(x)
+                left = tf.matmul(gathered_rows(up_h.value, shifts[:, 0], size[0]), grids)
+                masks = tf.matmul(left, gathered_rows(up_w.value, shifts[:, 1], size[1]),
+                                  transpose_b=True)  # [k, H, W]
+                fill = tf.gather(fills.value, fill_index)
+                diff = x - fill
+                m = tf.cast(tf.reshape(masks, tf.concat(
+                    [tf.shape(masks), tf.ones([len(shape) - 2], tf.int32)], 0)), self.tf_dtype)
+                rows = diff[None] * m + fill
+                rows.set_shape([None, *shape])
+                copy = replay(backend.y, self.layout.tensors, [rows], name="rise_model",
+                              gradient=False)
+                work = tf.as_dtype(np.result_type(self.dtype, np.float32))
+                sums = tf.linalg.matvec(tf.reshape(tf.cast(masks, work), [count, -1]),
+                                        tf.cast(copy.y, work), transpose_a=True)
+            return {"inputs": inputs, "fills": fills, "up_h": up_h, "up_w": up_w,
+                    "index": index, "fill_index": fill_index, "bits": bits,
+                    "grid_shape": grid_shape, "shifts": shifts, "y": copy.y, "sums": sums}
+
+        self.ops = cached_ops(backend.graph, self._key("rise"), build)
+        self.y = self.ops["y"]
+
+    def mask_sums(self, inputs: np.ndarray, sources: np.ndarray, fills: np.ndarray | None,
+                  maker: Any, samplers: list[Any], n_masks: int, feed: Any, batch_size: int,
+                  progress: bool | None) -> np.ndarray:
+        """``sum_k y(copy_k) mask_k`` of each input, float64 ``[N, H * W]``.
+
+        ``maker`` is the :class:`~saliency_tf1.methods.rise.RiseMasks` (its
+        upsampling matrices) and ``samplers[i]`` input ``i``'s grid sampler;
+        ``fills`` ``None`` (zeros) or ``[1 or N, ...]`` picked by ``sources``.
+        """
+        ops = self.ops
+        inputs = np.asarray(inputs, self.dtype)
+        fill_values = (np.zeros((1,) * inputs.ndim, self.dtype) if fills is None
+                       else np.asarray(fills, self.dtype))
+        per_input = len(fill_values) > 1
+        chunks = [(i, a, b) for i in range(len(inputs))
+                  for a, b in chunk_bounds(n_masks, batch_size)]
+        sums = np.zeros((len(inputs), int(np.prod(maker.shape))), np.float64)
+        arrays = [(ops["inputs"], inputs), (ops["fills"], fill_values),
+                  (ops["up_h"], maker.up[0]), (ops["up_w"], maker.up[1])]
+        with progress_bar(progress, len(inputs) * n_masks, "RISE",
+                          auto_min=100 * batch_size) as bar, \
+                self._stashed(arrays, len(chunks)) as stashed:
+            for i, a, b in chunks:
+                grids, shifts = samplers[i].take(a, b)
+                values = {**stashed, ops["index"]: i,
+                          ops["fill_index"]: int(sources[i]) if per_input else 0,
+                          ops["bits"]: np.packbits(grids.reshape(b - a, -1), axis=1),
+                          ops["grid_shape"]: np.array(grids.shape[1:], np.int32),
+                          ops["shifts"]: shifts.astype(np.int32)}
+                part, _ = self._run([ops["sums"]], values, feed,
+                                    np.full(b - a, sources[i], np.int64))
+                sums[i] += part
+                bar.update(b - a)
+        return sums
+
+
+def _unpack_bits(bits: Any, count: Any) -> Any:
+    """``[k, count]`` 0/1 uint8 values of rows packed by ``np.packbits(..., axis=1)``."""
+    tf = tf_module()
+    shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)  # the first value in the high bit
+    unpacked = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits[:, :, None], shifts), 1)
+    return tf.reshape(unpacked, [tf.shape(bits)[0], -1])[:, :count]
+
+
+class SegmentBatches(_Builder):
+    """LIME's and KernelSHAP's copies (segments kept or replaced by the baseline), in the graph.
+
+    Each run is fed its coalitions as packed bits; the ops spread them over
+    the input's segment map (fed once per call), write ``fill + (x - fill) *
+    kept`` (the host path's copies, bit for bit) and return ``y`` of each.
+    """
+
+    def __init__(self, backend: _SessionBackend) -> None:
+        super().__init__(backend)
+        tf = tf_module()
+        shape = self.layout.shape
+        if self.layout.multi:
+            raise ValueError("x: in-graph segment copies need one input")
+
+        def build() -> dict[str, Any]:
+            with tf.compat.v1.name_scope("segment_batches"):
+                inputs = _stash(self.tf_dtype, [None, *shape], "inputs")
+                fills = _stash(self.tf_dtype, [None] + [None] * len(shape), "fills")
+                indexes = _stash(tf.int32, None, "segment_indexes")  # [N, *leading dims]
+                index = _placeholder(tf.int32, [], "index")
+                fill_index = _placeholder(tf.int32, [], "fill_index")
+                bits = _placeholder(tf.uint8, [None, None], "coalition_bits")
+                n_segments = _placeholder(tf.int32, [], "n_segments")
+                kept = tf.cast(_unpack_bits(bits, n_segments), self.tf_dtype)
+                segment_of = tf.gather(indexes.value, index)
+                masks = tf.gather(kept, segment_of, axis=1)  # [k, *leading dims]
+                x = tf.gather(inputs.value, index)
+                masks = tf.reshape(masks, tf.concat(
+                    [tf.shape(masks), tf.ones([tf.rank(x) - tf.rank(segment_of)], tf.int32)], 0))
+                fill = tf.gather(fills.value, fill_index)
+                rows = (x - fill)[None] * masks + fill
+                rows.set_shape([None, *shape])
+                copy = replay(backend.y, self.layout.tensors, [rows], name="segment_model",
+                              gradient=False)
+            return {"inputs": inputs, "fills": fills, "indexes": indexes, "index": index,
+                    "fill_index": fill_index, "bits": bits, "n_segments": n_segments,
+                    "y": copy.y}
+
+        self.ops = cached_ops(backend.graph, self._key("segments"), build)
+        self.y = self.ops["y"]
+
+    def stream(self, inputs: np.ndarray, sources: np.ndarray, fills: np.ndarray | None,
+               indexes: np.ndarray, counts: list[int], feed: Any, batch_size: int,
+               make: Any, consume: Any, progress: bool | None, desc: str) -> None:
+        """``stream_rows`` with the copies made in the graph.
+
+        Input ``i`` owns ``counts[i]`` rows; ``make(i, a, b)`` returns the
+        coalitions ``z`` (``[b - a, d]`` bool) of rows ``a .. b-1`` and
+        anything else, and ``consume(i, a, b, y_values, (z, ...))`` gets
+        their outputs. ``indexes`` stacks each input's segment map.
+        """
+        ops = self.ops
+        inputs = np.asarray(inputs, self.dtype)
+        fill_values = (np.zeros((1,) * inputs.ndim, self.dtype) if fills is None
+                       else np.asarray(fills, self.dtype))
+        per_input = len(fill_values) > 1
+        chunks = [(i, a, b) for i, count in enumerate(counts)
+                  for a, b in chunk_bounds(count, batch_size)]
+        arrays = [(ops["inputs"], inputs), (ops["fills"], fill_values),
+                  (ops["indexes"], np.asarray(indexes, np.int32))]
+        with progress_bar(progress, sum(counts), desc, auto_min=100 * batch_size) as bar, \
+                self._stashed(arrays, len(chunks)) as stashed:
+            for i, a, b in chunks:
+                made = make(i, a, b)
+                z = made[0]
+                values = {**stashed, ops["index"]: i,
+                          ops["fill_index"]: int(sources[i]) if per_input else 0,
+                          ops["bits"]: np.packbits(z, axis=1), ops["n_segments"]: z.shape[1]}
+                (y_values,) = self._run([], values, feed, np.full(b - a, sources[i], np.int64))
+                consume(i, a, b, y_values.astype(np.float64), made)
+                bar.update(b - a)
+
+
 #: The builders, by the name a method gives in ``TF1Saliency.in_graph_builders``.
 _BUILDERS = {"noise": NoiseBatches, "paths": PathBatches, "windows": WindowBatches,
-             "blur_paths": BlurPathBatches}
+             "blur_paths": BlurPathBatches, "rise": RiseBatches, "segments": SegmentBatches}
 
 
 def on_accelerator(session: Any) -> bool:

@@ -82,6 +82,8 @@ class SuperpixelSurrogate(RandomizedSaliency):
     """
 
     _name = ""
+    #: The copies are made in the graph (TF1), next to the model.
+    in_graph_builders = (("segments", {}),)
 
     def __init__(self, graph: Any = None, session: Any = None, y: Any = None, x: Any = None,
                  *, backend: Any = None) -> None:
@@ -158,8 +160,15 @@ class SuperpixelSurrogate(RandomizedSaliency):
         def consume(i, a, b, values, made):
             self._add(states[i], a, *made, values)
 
-        stream_rows(self.backend, inputs, sources, feed, batch_size, counts, fill, consume,
-                    progress=progress, desc=self._name)
+        segments = self._builder("segments")
+        if segments is not None:
+            segments.stream(
+                inputs, sources, fills, np.stack([p.index for p in mine]), counts, feed,
+                batch_size, lambda i, a, b: self._coalitions(samplers[i], mine[i].n, a, b, own),
+                consume, progress, self._name)
+        else:
+            stream_rows(self.backend, inputs, sources, feed, batch_size, counts, fill, consume,
+                        progress=progress, desc=self._name)
         out_dtype = np.result_type(inputs.dtype, np.float32)
         results = []
         for i, state in enumerate(states):

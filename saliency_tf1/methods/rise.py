@@ -97,13 +97,19 @@ class RISE(RandomizedSaliency):
     chunk is one ``session.run`` of ``batch_size`` rows: the masks are never
     all held, and memory does not grow with ``n_masks``. The mask is that of
     the input's leading ``mask_dims`` dimensions, repeated over the others
-    (e.g. over an image's channels).
+    (e.g. over an image's channels). With ``in_graph`` (TF1; on by default
+    on GPU sessions) 2-D masks are upsampled and applied next to the model
+    (:class:`~saliency_tf1.methods.ingraph.RiseBatches`): a run is fed only
+    its grids' bits and shifts.
 
     Example::
 
         rise = RISE(graph, session, logits[:, 3], x)
         heat = rise.GetMask(image, n_masks=4000, seed=0)       # [H, W, C]
     """
+
+    #: Masked copies of images are made in the graph (TF1), next to the model.
+    in_graph_builders = (("rise", {}),)
 
     def GetMask(
         self,
@@ -171,6 +177,11 @@ class RISE(RandomizedSaliency):
                progress):
         n = len(inputs)
         samplers = [maker.sampler(key) for key in streams.keys(n)]
+        rise = self._builder("rise")
+        if rise is not None and len(maker.shape) == 2:
+            sums = rise.mask_sums(inputs, sources, fills, maker, samplers, n_masks, feed,
+                                  batch_size, progress)
+            return self._maps(sums, inputs, n_masks, maker)
         blender = Blender(inputs, sources, fills, self.backend.input_dtype)
         sums = np.zeros((n, int(np.prod(maker.shape))))
 
@@ -189,6 +200,12 @@ class RISE(RandomizedSaliency):
 
         stream_rows(self.backend, inputs, sources, feed, batch_size, [n_masks] * n, fill,
                     consume, progress=progress, desc="RISE")
+        return self._maps(sums, inputs, n_masks, maker)
+
+    @staticmethod
+    def _maps(sums: np.ndarray, inputs: np.ndarray, n_masks: int, maker: Any) -> np.ndarray:
+        """The RISE maps from each input's ``sum_k y_k mask_k``, broadcast over channels."""
+        n = len(inputs)
         maps = (sums / (n_masks * maker.p)).reshape((n, *maker.shape))
         trailing = (1,) * (inputs.ndim - 1 - len(maker.shape))
         out_dtype = np.result_type(inputs.dtype, np.float32)
