@@ -507,3 +507,27 @@ def test_lime_and_kernel_shap_in_graph_equal_host(cnn, rng, cls):
     cnn.log.fed.clear()
     method.GetMask(xs[0], segments=segments[0], n_samples=200, seed=1, batch_size=64)
     assert sum(cnn.log.fed) < 2 * xs[0].nbytes + 8 * 1024  # input, segment map, bits
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.float64])
+def test_in_graph_equals_host_for_half_and_double_models(rng, dtype):
+    """Rows built in the model's precision as the host path builds them (float16 products in
+    float32 and rounded, float64 kept)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = v1.placeholder(dtype, [None, 12, 12, 3])
+        w = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 4)), dtype)
+        y = tf.cast(tf.reduce_mean(tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME")), [1, 2, 3]),
+                    tf.float32)
+    image = rng.random((12, 12, 3)).astype(np.float32)
+    segments = np.arange(144).reshape(12, 12) // 20
+    calls = [(saliency.IntegratedGradients, lambda m: m.GetMask(image, x_steps=10)),
+             (saliency.Occlusion, lambda m: m.GetMask(image, size=3)),
+             (saliency.RISE, lambda m: m.GetMask(image, n_masks=50, seed=0, cell_size=3)),
+             (saliency.Lime, lambda m: m.GetMask(image, n_samples=50, seed=0,
+                                                 segments=segments))]
+    with v1.Session(graph=graph) as session:
+        for cls, call in calls:
+            mask, host = _both(cls(graph, session, y, x), call)
+            np.testing.assert_allclose(mask, host, rtol=1e-6, atol=1e-6 * np.abs(host).max(),
+                                       err_msg=cls.__name__)

@@ -245,26 +245,32 @@ class NoiseBatches(_Builder):
 
 
 class PathBatches(_Builder):
-    """Integrated Gradients' path points and their weighted gradient sums, made in the graph."""
+    """Integrated Gradients' path points and their weighted gradient sums, made in the graph.
+
+    The rows are computed in the host path's precision (the model's, at least
+    float32) and cast to the model's dtype.
+    """
 
     def __init__(self, backend: _SessionBackend) -> None:
         super().__init__(backend)
         tf = tf_module()
         shape = self.layout.shape
+        self.work = np.result_type(self.dtype, np.float32)
+        work = tf.as_dtype(self.work)
 
         def build() -> dict[str, Any]:
             with tf.compat.v1.name_scope("path_batches"):
-                inputs = _stash(self.tf_dtype, [None, *shape], "inputs")
-                baselines = _stash(self.tf_dtype, [None, *shape], "baselines")
+                inputs = _stash(work, [None, *shape], "inputs")
+                baselines = _stash(work, [None, *shape], "baselines")
                 index = _placeholder(tf.int32, [None], "index")
                 base_index = _placeholder(tf.int32, [None], "base_index")
                 segment = _placeholder(tf.int32, [None], "segment")
-                alphas = _placeholder(self.tf_dtype, [None], "alphas")
-                weights = _placeholder(self.tf_dtype, [None], "weights")
+                alphas = _placeholder(work, [None], "alphas")
+                weights = _placeholder(work, [None], "weights")
                 n_segments = _placeholder(tf.int32, [], "n_segments")
                 base = tf.gather(baselines.value, base_index)
                 diff = tf.gather(inputs.value, index) - base
-                rows = base + _expand(alphas, diff) * diff
+                rows = tf.cast(base + _expand(alphas, diff) * diff, self.tf_dtype)
                 copy = replay(backend.y, self.layout.tensors, _as_rows(self.layout, rows),
                               rows, name="path_model")
                 sums = None
@@ -298,10 +304,10 @@ class PathBatches(_Builder):
         ops = self.ops
         n_nodes = len(alphas)
         total = len(inputs) * n_nodes
-        inputs = np.asarray(inputs, self.dtype)
-        baselines = np.asarray(baselines, self.dtype)
-        alphas = np.asarray(alphas, self.dtype)
-        weights = np.asarray(weights, self.dtype)
+        inputs = np.asarray(inputs, self.work)
+        baselines = np.asarray(baselines, self.work)
+        alphas = np.asarray(alphas, self.work)
+        weights = np.asarray(weights, self.work)
         shared = len(baselines) == 1
         sums = None
         outputs = np.empty((len(inputs), n_nodes)) if fetch_outputs else None
@@ -539,10 +545,12 @@ class RiseBatches(_Builder):
                 masks = tf.matmul(left, gathered_rows(up_w.value, shifts[:, 1], size[1]),
                                   transpose_b=True)  # [k, H, W]
                 fill = tf.gather(fills.value, fill_index)
-                diff = x - fill
-                m = tf.cast(tf.reshape(masks, tf.concat(
-                    [tf.shape(masks), tf.ones([len(shape) - 2], tf.int32)], 0)), self.tf_dtype)
-                rows = diff[None] * m + fill
+                m = tf.reshape(masks, tf.concat(
+                    [tf.shape(masks), tf.ones([len(shape) - 2], tf.int32)], 0))
+                # As the host path: the product in float32 (at least), rounded to the
+                # model's dtype, then the fill added.
+                product = tf.cast(x - fill, tf.as_dtype(np.result_type(self.dtype, np.float32)))
+                rows = tf.cast(product[None] * tf.cast(m, product.dtype), self.tf_dtype) + fill
                 rows.set_shape([None, *shape])
                 copy = replay(backend.y, self.layout.tensors, [rows], name="rise_model",
                               gradient=False)
