@@ -1,18 +1,20 @@
 """Batches built in the graph, next to the model: one input fed, many rows run.
 
-SmoothGrad's noisy copies, Integrated Gradients' path points and Occlusion's
-occluded copies are many rows made from one input. The host path builds them
-in NumPy and feeds them all (25 copies of a 224x224x3 image are 15 MB per
-call); on a TF1 session the ops here build them where the model runs instead,
-so a ``session.run`` is fed one input (and its baseline) plus a few numbers
-(a seed, path nodes, window offsets), and returns one reduced result.
+SmoothGrad's noisy copies, the path points of IG and Blur IG, and the
+perturbed copies of Occlusion, RISE, LIME and KernelSHAP are many rows made
+from one input. The host path builds them in NumPy and feeds them all (25
+copies of a 224x224x3 image are 15 MB per call). On a TF1 session the ops
+here build them where the model runs instead: a ``session.run`` is fed one
+input (and its baseline) plus a few numbers or bits (a seed, path nodes,
+window offsets, mask grids), and returns one reduced result or ``y``.
 
 How: each builder makes its rows with ops, then a plain copy of the model's
 ``x -> y`` ops that reads those rows instead of ``x``
 (:func:`~saliency_tf1.methods.propagation.replay`: it shares the live
 variables and every other placeholder). Everything is built once per graph,
 ``y``, ``x`` and builder, in the method's constructor, and shared by every
-method on the same tensors; a call only feeds values.
+method on the same tensors; a call only feeds values. A call of several runs
+stores its input once in the session (:class:`_Stash`) and frees it at the end.
 
 * :class:`NoiseBatches`: rows ``x + stdev * z_k``, ``z_k`` from TensorFlow's
   stateless Philox normal generator (``StatelessRandomNormalV2``) at counter
@@ -24,13 +26,20 @@ method on the same tensors; a call only feeds values.
 * :class:`PathBatches`: rows ``b_i + alpha_r (x_i - b_i)`` for the row's input
   ``i`` and node ``alpha_r``, and the weighted gradient sums per input
   (``unsorted_segment_sum``): the same arithmetic as the host path.
+* :class:`BlurPathBatches`: Blur IG's blurred rows (float64 products from
+  the host path's taps, rounded as SciPy rounds) and their weighted sums.
 * :class:`WindowBatches`: rows equal to the input except inside a window
   (``top``, ``left``, ``height``, ``width`` per row) where they take the fill
   value or the baseline's values: bit for bit the host path's copies.
+* :class:`RiseBatches` / :class:`SegmentBatches`: RISE's masked copies from
+  grid bits and shifts, LIME's and KernelSHAP's from coalition bits and the
+  segment map.
 
 A model whose path cannot be copied (a TF1 ``while_loop``, a fused op that
 cannot be split), or that runs a fixed number of rows (a fixed outer dimension
 of ``x``, a scalar ``y``), has no builders; its methods use the host path.
+Which path a call takes is ``method.in_graph`` (on by default where the
+session has a GPU, see :func:`on_accelerator`).
 """
 
 from __future__ import annotations
