@@ -6,7 +6,6 @@ ECCV 2014, arXiv:1311.2901.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from ..engine.backend import OUTPUT_LAYER_VALUES, Backend, ForwardBackend
 from ..engine.batching import chunk_bounds, progress_bar
 from ..engine.checks import check_array, check_finite_number, check_no_extra, check_positive_int
 from .base import TF1Saliency
+from .surrogate import stream_rows
 
 
 def window_starts(length: int, window: int, stride: int) -> np.ndarray:
@@ -202,56 +202,43 @@ class Occlusion(TF1Saliency):
                         value, fills, fill_of, progress):
         """``y`` of each input and of its occluded copies ``[N, 1 + windows]``, built in NumPy.
 
-        The copies are made in two reused buffers of ``batch_size`` rows: the
-        next chunk's (in a worker thread) while the model runs this one. A
-        buffer slot keeps its input and only the window that moved is
+        :func:`~saliency_tf1.methods.surrogate.stream_rows` runs them: two
+        reused buffers, the next chunk filled while the model runs this one.
+        A buffer row keeps its input and only the window that moved is
         rewritten, so a chunk costs its windows, not its copies.
         """
-        dtype = self.backend.input_dtype
         per_input = len(rows) * len(cols) + 1  # row 0 of each input: the input itself
-        total = len(inputs) * per_input
-        scores = np.empty(total, np.float64)
-        chunks = list(chunk_bounds(total, batch_size))
+        scores = np.empty((len(inputs), per_input), np.float64)
         row_slices = [slice(r, r + height) for r in rows.tolist()]
         col_slices = [slice(c, c + width) for c in cols.tolist()]
         n_cols = len(cols)
-        slots = min(batch_size, total)
-        # Per buffer: the copies, each slot's input (-1: none yet) and placed window.
-        buffers = [(np.empty((slots,) + inputs.shape[1:], dtype), [-1] * slots, [None] * slots)
-                   for _ in range(min(2, len(chunks)))]
+        # What each buffer row (by its address: the buffers live for the call) holds:
+        # (its input, the window placed in it or None).
+        held: dict[int, tuple[int, Any]] = {}
 
-        def fill(n: int) -> np.ndarray:
-            start, stop = chunks[n]
-            buffer, owner, placed = buffers[n % len(buffers)]
-            for slot in range(stop - start):
-                i, k = divmod(start + slot, per_input)
-                copy = buffer[slot]
-                if owner[slot] != i:
+        def fill(i, a, b, out):
+            first, step = out.ctypes.data, out.strides[0]
+            for k in range(a, b):
+                copy = out[k - a]
+                address = first + (k - a) * step
+                owner, placed = held.get(address, (-1, None))
+                if owner != i:
                     copy[...] = inputs[i]
-                    owner[slot] = i
-                elif placed[slot] is not None:
-                    copy[placed[slot]] = inputs[i][placed[slot]]
+                elif placed is not None:
+                    copy[placed] = inputs[i][placed]
+                window = None
                 if k:
                     r, c = divmod(k - 1, n_cols)
                     window = (row_slices[r], col_slices[c])
                     copy[window] = value if fills is None else fills[fill_of[i]][window]
-                    placed[slot] = window
-                else:
-                    placed[slot] = None
-            return buffer[: stop - start]
+                held[address] = (i, window)
 
-        bar = progress_bar(progress, total, "Occlusion", auto_min=100 * batch_size)
-        with bar, ThreadPoolExecutor(max_workers=1) as filler:
-            pending = filler.submit(fill, 0)
-            for n, (start, stop) in enumerate(chunks):
-                copies = pending.result()
-                if n + 1 < len(chunks):
-                    pending = filler.submit(fill, n + 1)
-                out = self.backend.evaluate(copies, [OUTPUT_LAYER_VALUES], feed,
-                                            sources[np.arange(start, stop) // per_input])
-                scores[start:stop] = out[OUTPUT_LAYER_VALUES]
-                bar.update(stop - start)
-        return scores.reshape(len(inputs), -1)
+        def consume(i, a, b, values, _):
+            scores[i, a:b] = values
+
+        stream_rows(self.backend, inputs, sources, feed, batch_size, [per_input] * len(inputs),
+                    fill, consume, progress=progress, desc="Occlusion")
+        return scores
 
     @staticmethod
     def _check_baseline(baseline: Any, xs: np.ndarray, call: str) -> np.ndarray:
